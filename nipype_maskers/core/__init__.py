@@ -1,0 +1,1 @@
+"""Pure numpy/scipy/nibabel implementation of the masker operations (no nipype)."""

@@ -1,0 +1,1 @@
+"""Nipype interfaces over :mod:`nipype_maskers.core`."""

@@ -1,0 +1,1 @@
+"""Prebuilt Nipype workflows (shipped as ``nipype_maskers.workflows``)."""
