@@ -1,0 +1,207 @@
+"""NiftiMasker's transform, streamed: a 4D image to a (volumes x voxels) matrix.
+
+nilearn loads the whole 4D image, copies it to C order, smooths the copy and masks it. Here
+each volume goes through resample -> smooth -> mask on its own and lands directly in its row
+of the preallocated output, so peak memory is the output matrix plus a few volumes, and a
+``.nii.gz`` is decompressed once (twice when the mask is computed from the data's mean).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from .image import (
+    ImageLike,
+    compute_dtype,
+    count_nonfinite,
+    iter_volumes,
+    load_img,
+    n_volumes,
+    resolve_volumes,
+    warn_nonfinite,
+)
+from .masking import (
+    MaskError,
+    MeanVolume,
+    check_same_grid,
+    compute_mask,
+    flat_indices,
+    load_mask,
+    mean_volume,
+)
+from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma, smooth_volume
+
+
+class MaskedSignals(NamedTuple):
+    """What :func:`mask_volumes` returns."""
+
+    signals: NDArray          #: (n_volumes, n_voxels), the mask's voxels in C order
+    mask: nib.Nifti1Image     #: the mask actually used, on the output grid
+    volumes: NDArray[np.intp]  #: the indices of the input volumes, one per row
+
+
+def check_dtype(dtype: DTypeLike, *, name: str = "dtype") -> np.dtype:
+    """Output dtype: float32 (default) or float64; anything else is refused."""
+    try:
+        resolved = np.dtype(np.float32 if dtype is None else dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"{name}: expected 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+def _target_grid(img, target_affine, target_shape):
+    if target_affine is None and target_shape is None:
+        return None
+    from .resampling import resolve_target_grid
+
+    affine, shape = resolve_target_grid(img.shape[:3], img.affine, target_affine, target_shape)
+    if tuple(shape) == tuple(img.shape[:3]) and np.allclose(affine, img.affine):
+        return None  # nilearn's no-op: same grid, nothing resampled or clipped
+    return affine, tuple(int(s) for s in shape)
+
+
+def prepare_mask(
+    img: nib.spatialimages.SpatialImage,
+    mask: ImageLike | None,
+    volumes: NDArray[np.intp],
+    *,
+    mask_strategy: str = "background",
+    mask_args: dict[str, Any] | None = None,
+    target_affine: NDArray | None = None,
+    target_shape: Sequence[int] | None = None,
+    name: str = "in_file",
+) -> tuple[nib.Nifti1Image, MeanVolume | None]:
+    """The mask NiftiMasker would use, on the output grid, and the mean if one was computed.
+
+    A given mask is validated; a computed one uses ``mask_strategy`` on the selected volumes
+    in the image's own space. Either is then resampled (nearest) to ``target_affine`` /
+    ``target_shape`` as ``NiftiMasker.fit`` does.
+    """
+    mean = None
+    if mask is None:
+        if not mask_strategy.endswith("-template"):
+            mean = mean_volume(img, volumes, name=name)
+        mask_img = compute_mask(img, mask_strategy, mask_args=mask_args, name=name, mean=mean)
+    else:
+        binary, affine = load_mask(mask, name="mask_file")
+        mask_img = nib.Nifti1Image(binary.astype(np.int8), affine)
+    if target_affine is not None or target_shape is not None:
+        from .resampling import resample_img
+
+        mask_img = resample_img(mask_img, target_affine=target_affine,
+                                target_shape=target_shape, interpolation="nearest")
+        binary = np.asanyarray(mask_img.dataobj) != 0
+        if not binary.any():
+            raise MaskError(
+                "mask_file: the mask is empty after resampling to target_affine/target_shape; "
+                "check that the target grid covers the mask"
+            )
+        mask_img = nib.Nifti1Image(binary.astype(np.int8), mask_img.affine)
+    return mask_img, mean
+
+
+def mask_volumes(
+    img: ImageLike,
+    mask: ImageLike | None = None,
+    *,
+    mask_strategy: str = "background",
+    mask_args: dict[str, Any] | None = None,
+    smoothing_fwhm: Fwhm = None,
+    target_affine: NDArray | None = None,
+    target_shape: Sequence[int] | None = None,
+    volumes: int | slice | Sequence[int] | NDArray | None = None,
+    dtype: DTypeLike = np.float32,
+    name: str = "in_file",
+) -> MaskedSignals:
+    """NiftiMasker's ``fit_transform`` without the cleaning: volumes to masked rows.
+
+    Parameters
+    ----------
+    img : path or image
+        3D or 4D data. A 3D image gives one row.
+    mask : path or image, optional
+        A binary mask on the data's grid (or on the target grid). Computed with
+        ``mask_strategy`` / ``mask_args`` when None.
+    mask_strategy, mask_args
+        As :func:`nipype_maskers.core.masking.compute_mask`.
+    smoothing_fwhm : float or 3 floats, optional
+        Gaussian FWHM in mm, applied after resampling and before masking.
+    target_affine, target_shape : optional
+        Resample the data (cubic spline, clipped to the data's range) and the mask (nearest)
+        onto this grid, with ``nilearn.image.resample_img``'s semantics.
+    volumes : int, slice, list of int or of bool, optional
+        Use only these volumes (``nilearn.image.index_img``'s selection), in this order.
+    dtype : {'float32', 'float64'}
+        Output dtype. Volumes are processed in float32, or float64 when the data are float64
+        (as nilearn does), and cast on output.
+
+    Returns
+    -------
+    MaskedSignals
+        ``signals`` (n_selected_volumes, n_mask_voxels) in nilearn's voxel order (the mask's
+        C order), the mask used, and the selected volume indices.
+
+    Notes
+    -----
+    Non-finite values become 0 (one warning gives the count). Unlike nilearn, a mask whose
+    grid differs from the data's is an error instead of a silent crop-and-resample.
+    """
+    img = load_img(img, name=name)
+    out_dtype = check_dtype(dtype)
+    fwhm = check_fwhm(smoothing_fwhm)
+    indices = resolve_volumes(volumes, n_volumes(img), name="volumes")
+    if indices.size == 0:
+        raise ValueError("volumes: the selection is empty; select at least one volume")
+    mask_img, mean = prepare_mask(
+        img, mask, indices, mask_strategy=mask_strategy, mask_args=mask_args,
+        target_affine=target_affine, target_shape=target_shape, name=name,
+    )
+    target = _target_grid(img, target_affine, target_shape)
+    grid_affine, grid_shape = target if target else (img.affine, img.shape[:3])
+    check_same_grid(grid_shape, grid_affine, mask_img.shape, mask_img.affine,
+                    names=(name if target is None else f"{name} resampled", "mask_file"))
+
+    binary = np.asanyarray(mask_img.dataobj) != 0
+    gather = flat_indices(binary)
+    signals = np.empty((indices.size, gather.size), dtype=out_dtype)
+    work_dtype = compute_dtype(img)
+    sigma = fwhm_to_sigma(fwhm, grid_affine) if fwhm is not None else None
+    # nilearn clips resampled data to the range of the whole input; smoothing needs it before
+    # the pass, otherwise the rows are clipped once at the end.
+    clip_range = None
+    if target is not None and sigma is not None:
+        clip_range = (mean or mean_volume(img, indices, name=name))[1:]
+    resampled = np.empty(grid_shape, dtype=work_dtype, order="F") if target else None
+    nonfinite_voxels = np.zeros(img.shape[:3], dtype=bool)
+    nonfinite_values, low, high = 0, np.inf, -np.inf
+    for positions, volume in iter_volumes(img, indices, dtype=work_dtype, name=name):
+        if target is not None:
+            from .resampling import resample_volume
+
+            low = min(low, float(np.nanmin(volume)))
+            high = max(high, float(np.nanmax(volume)))
+            nonfinite_values += count_nonfinite(volume.copy(), nonfinite_voxels)
+            volume = resample_volume(volume, img.affine, grid_affine, grid_shape,
+                                     interpolation="continuous", clip=False, out=resampled)
+            if clip_range is not None:
+                np.clip(volume, min(clip_range[0], 0), max(clip_range[1], 0), out=volume)
+        else:
+            nonfinite_values += count_nonfinite(volume, nonfinite_voxels)
+        if sigma is not None:
+            count_nonfinite(volume, None)
+            smooth_volume(volume, sigma)
+        row = volume.reshape(-1, order="F").take(gather)
+        if target is not None:
+            count_nonfinite(row, None)
+        signals[positions] = row
+    warn_nonfinite(name, nonfinite_voxels, nonfinite_values)
+    if target is not None and clip_range is None:
+        np.clip(signals, min(low, 0), max(high, 0), out=signals)
+    return MaskedSignals(signals, mask_img, indices)

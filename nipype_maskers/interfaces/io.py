@@ -1,0 +1,169 @@
+"""File I/O shared by the interfaces: output naming, atomic writes, matrix files.
+
+Every output is written to a hidden temporary file in the destination folder and renamed into
+place, so a crash or a kill never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import NDArray
+
+_NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+
+
+def split_ext(path: str | os.PathLike) -> tuple[str, str]:
+    """File stem and extension, with double extensions (``.nii.gz``, ``.tsv.gz``) kept whole.
+
+    Examples
+    --------
+    >>> split_ext('/data/sub-01_bold.nii.gz')
+    ('sub-01_bold', '.nii.gz')
+    >>> split_ext('x.npy')
+    ('x', '.npy')
+    """
+    name = Path(path).name
+    for ext in (".nii.gz", ".tsv.gz", ".dtseries.nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)], ext
+    stem, ext = os.path.splitext(name)
+    return stem, ext
+
+
+def output_path(source: str | os.PathLike, suffix: str, ext: str, newpath: str | os.PathLike
+                ) -> Path:
+    """Name an output after its input: ``<input stem>_<suffix><ext>`` inside ``newpath``.
+
+    A BIDS ``_bold`` suffix is replaced rather than extended, so
+    ``sub-01_task-rest_bold.nii.gz`` gives ``sub-01_task-rest_mask.nii.gz``.
+    """
+    stem, _ = split_ext(source)
+    for bids_suffix in ("_bold", "_timeseries"):
+        if stem.endswith(bids_suffix):
+            stem = stem[: -len(bids_suffix)]
+            break
+    return Path(newpath) / f"{stem}_{suffix}{ext}"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    _, ext = split_ext(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{ext}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
+    """Write a NIfTI image atomically."""
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+    return Path(path)
+
+
+def save_npy(array: NDArray, path: str | os.PathLike) -> Path:
+    """Write a ``.npy`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        np.save(stream, array, allow_pickle=False)
+    return Path(path)
+
+
+def save_text(text: str, path: str | os.PathLike) -> Path:
+    """Write a text file (TSV, JSON) atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def format_tsv(array: NDArray, columns: Sequence[str] | None = None) -> str:
+    """A tab-separated table, NaN written ``n/a`` (BIDS), full float precision.
+
+    Examples
+    --------
+    >>> print(format_tsv(np.array([[1.5, np.nan]]), ['a', 'b']), end='')
+    a	b
+    1.5	n/a
+    """
+    out = io.StringIO()
+    if columns is not None:
+        out.write("\t".join(columns) + "\n")
+    array = np.atleast_2d(array)
+    for row in array:
+        out.write("\t".join("n/a" if np.isnan(v) else repr(float(v)) for v in row) + "\n")
+    return out.getvalue()
+
+
+def read_matrix(path: str | os.PathLike, *, name: str = "in_file"
+                ) -> tuple[NDArray, list[str] | None]:
+    """Read a ``.npy`` or a TSV/CSV matrix (optional header row; ``n/a`` is NaN).
+
+    Returns the array (1D or 2D as stored; a one-column text file is 1D) and the header
+    names, or None without a header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no such file '{path}'")
+    if path.suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"{name}: '{path}' is not a readable .npy array ({exc})") from exc
+        if array.ndim not in (1, 2) or array.dtype.kind not in "fiu":
+            raise ValueError(
+                f"{name}: '{path}' holds a {array.ndim}D {array.dtype} array; expected a 1D or "
+                "2D numeric array (samples x features)"
+            )
+        return array, None
+    delimiter = "," if path.suffix == ".csv" else "\t"
+    with open(path, newline="", encoding="utf-8") as stream:
+        rows = [row for row in csv.reader(stream, delimiter=delimiter) if row]
+    if not rows:
+        raise ValueError(f"{name}: '{path}' is empty; expected a matrix")
+    header = None
+    if not _is_numeric_row(rows[0]):
+        header, rows = rows[0], rows[1:]
+    widths = {len(r) for r in rows}
+    if len(widths) > 1:
+        raise ValueError(f"{name}: '{path}' has rows of different lengths {sorted(widths)}")
+    try:
+        array = np.array([[_parse_float(v) for v in r] for r in rows], dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{name}: '{path}' has a non-numeric value ({exc})") from exc
+    if header is not None and array.size and len(header) != array.shape[1]:
+        raise ValueError(
+            f"{name}: '{path}' has {len(header)} header names for {array.shape[1]} columns"
+        )
+    if array.ndim == 2 and array.shape[1] == 1 and header is None:
+        array = array[:, 0]
+    return array, header
+
+
+def _parse_float(value: str) -> float:
+    value = value.strip()
+    if value in ("n/a", "NaN", "nan", ""):
+        return np.nan
+    return float(value)
+
+
+def _is_numeric_row(row: Sequence[str]) -> bool:
+    try:
+        [_parse_float(v) for v in row]
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,162 @@
+"""Interfaces for the NiftiMasker path: ComputeMask, NiftiMasker and Unmask."""
+
+from __future__ import annotations
+
+import numpy as np
+from nipype.interfaces.base import (
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    traits,
+)
+
+from ..core import masking, nifti_masker
+from ..core.image import load_img
+from .base import (
+    GridSpecMixin,
+    MaskArgsSpecMixin,
+    MaskersInputSpec,
+    defined,
+    grid_from,
+    mask_args_from,
+)
+from .io import output_path, read_matrix, save_nifti, save_npy
+
+
+class _ComputeMaskInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin):
+    in_file = InputMultiObject(
+        File(exists=True), mandatory=True,
+        desc="3D/4D image, or a list of runs (one mask per run, then intersected)",
+    )
+
+
+class _ComputeMaskOutputSpec(TraitedSpec):
+    mask_file = File(desc="the binary mask (int8 NIfTI)")
+
+
+class ComputeMask(SimpleInterface):
+    """Compute a brain mask with one of nilearn's strategies.
+
+    One run: ``compute_background_mask`` / ``compute_epi_mask`` / ``compute_brain_mask``.
+    Several runs: a mask per run intersected with ``threshold`` (nilearn's
+    ``compute_multi_*_mask``, whose background defaults are ``opening=2, connected=True``).
+    """
+
+    input_spec = _ComputeMaskInputSpec
+    output_spec = _ComputeMaskOutputSpec
+
+    def _run_interface(self, runtime):
+        runs = list(self.inputs.in_file)
+        target_affine, target_shape = grid_from(self.inputs)
+        args = mask_args_from(self.inputs)
+        if len(runs) == 1:
+            mask = masking.compute_mask(
+                runs[0], self.inputs.mask_strategy, mask_args=args,
+                target_affine=target_affine, target_shape=target_shape,
+            )
+        else:
+            mask = masking.compute_multi_mask(
+                runs, self.inputs.mask_strategy, mask_args=args,
+                target_affine=target_affine, target_shape=target_shape,
+            )
+        out = output_path(runs[0], "mask", ".nii.gz", runtime.cwd)
+        self._results["mask_file"] = str(save_nifti(mask, out))
+        return runtime
+
+
+def parse_volumes(value):
+    """Volume selection from a trait: int, list of int/bool, or a 'start:stop[:step]' string."""
+    if not isinstance(value, str):
+        return value
+    parts = value.split(":")
+    if len(parts) == 1:
+        return int(parts[0])
+    try:
+        return slice(*[int(p) if p.strip() else None for p in parts])
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"volumes: expected an index, a list, or 'start:stop[:step]', got {value!r}"
+        ) from None
+
+
+class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin):
+    in_file = File(exists=True, mandatory=True, desc="3D or 4D image (NIfTI)")
+    mask_file = File(
+        exists=True, desc="binary mask on the data's (or target) grid; computed when absent"
+    )
+    smoothing_fwhm = traits.Either(
+        traits.Float, traits.List(traits.Float, minlen=3, maxlen=3),
+        desc="Gaussian smoothing FWHM in mm (one value or one per axis)",
+    )
+    volumes = traits.Either(
+        traits.Int, traits.List(traits.Int), traits.List(traits.Bool), traits.Str,
+        desc="volumes to use, as nilearn.image.index_img: an index, a list of indices or "
+        "booleans, or 'start:stop[:step]' (e.g. '0:100' for the first 100)",
+    )
+    dtype = traits.Enum("float32", "float64", usedefault=True, desc="output matrix dtype")
+
+
+class _NiftiMaskerOutputSpec(TraitedSpec):
+    out_file = File(desc="(volumes x voxels) matrix, .npy, voxels in the mask's C order")
+    mask_file = File(desc="the mask actually used (on the output grid)")
+
+
+class NiftiMasker(SimpleInterface):
+    """nilearn's ``NiftiMasker.fit_transform``: a 4D image to a (volumes x voxels) matrix.
+
+    The image is streamed volume by volume (resample, smooth, mask), so the 4D data are never
+    in memory at once. The matrix is written as ``.npy`` with the mask used beside it;
+    :class:`Unmask` takes both back to an image.
+    """
+
+    input_spec = _NiftiMaskerInputSpec
+    output_spec = _NiftiMaskerOutputSpec
+
+    def _run_interface(self, runtime):
+        target_affine, target_shape = grid_from(self.inputs)
+        result = nifti_masker.mask_volumes(
+            self.inputs.in_file,
+            defined(self.inputs.mask_file),
+            mask_strategy=self.inputs.mask_strategy,
+            mask_args=mask_args_from(self.inputs),
+            smoothing_fwhm=defined(self.inputs.smoothing_fwhm),
+            target_affine=target_affine,
+            target_shape=target_shape,
+            volumes=parse_volumes(defined(self.inputs.volumes)),
+            dtype=self.inputs.dtype,
+        )
+        source = self.inputs.in_file
+        mask_out = output_path(source, "mask", ".nii.gz", runtime.cwd)
+        signals_out = output_path(source, "signals", ".npy", runtime.cwd)
+        self._results["mask_file"] = str(save_nifti(result.mask, mask_out))
+        self._results["out_file"] = str(save_npy(result.signals, signals_out))
+        return runtime
+
+
+class _UnmaskInputSpec(MaskersInputSpec):
+    in_file = File(
+        exists=True, mandatory=True,
+        desc="matrix (.npy, or TSV with an optional header): 1D -> 3D image, 2D -> 4D",
+    )
+    mask_file = File(exists=True, mandatory=True, desc="the mask the matrix was extracted with")
+    dtype = traits.Enum("float32", "float64", usedefault=True, desc="output image dtype")
+
+
+class _UnmaskOutputSpec(TraitedSpec):
+    out_file = File(desc="3D/4D NIfTI on the mask's grid, 0 outside the mask")
+
+
+class Unmask(SimpleInterface):
+    """nilearn's ``NiftiMasker.inverse_transform``: rows of voxel values back to volumes."""
+
+    input_spec = _UnmaskInputSpec
+    output_spec = _UnmaskOutputSpec
+
+    def _run_interface(self, runtime):
+        matrix, _ = read_matrix(self.inputs.in_file)
+        load_img(self.inputs.mask_file, name="mask_file", ndim=3)
+        img = masking.unmask(np.asarray(matrix, dtype=self.inputs.dtype), self.inputs.mask_file)
+        out = output_path(self.inputs.in_file, "unmasked", ".nii.gz", runtime.cwd)
+        self._results["out_file"] = str(save_nifti(img, out))
+        return runtime
