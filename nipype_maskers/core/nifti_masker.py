@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from .image import (
+    ImageError,
     ImageLike,
     compute_dtype,
     count_nonfinite,
@@ -156,6 +157,10 @@ def mask_volumes(
     img = load_img(img, name=name)
     out_dtype = check_dtype(dtype)
     fwhm = check_fwhm(smoothing_fwhm)
+    if volumes is not None and len(img.shape) == 3:
+        raise ImageError(
+            f"volumes: {name} is a 3D image (one volume); a volume selection needs a 4D image"
+        )
     indices = resolve_volumes(volumes, n_volumes(img), name="volumes")
     if indices.size == 0:
         raise ValueError("volumes: the selection is empty; select at least one volume")
