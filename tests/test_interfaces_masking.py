@@ -1,0 +1,117 @@
+"""ComputeMask, NiftiMasker and Unmask as Nipype interfaces and nodes."""
+
+from __future__ import annotations
+
+import warnings
+
+import nibabel as nib
+import numpy as np
+import pytest
+from nilearn.maskers import NiftiMasker as NilearnMasker
+from nipype.pipeline import engine as pe
+from synthetic import make_epi, oblique_affine
+
+from nipype_maskers.interfaces.masking import ComputeMask, NiftiMasker, Unmask
+
+
+def test_masker_node_matches_nilearn_and_round_trips(epi_file, tmp_path):
+    node = pe.Node(NiftiMasker(in_file=str(epi_file), mask_strategy="epi", smoothing_fwhm=4.0),
+                   name="masker", base_dir=str(tmp_path / "work"))
+    result = node.run()
+    signals = np.load(result.outputs.out_file)
+    assert result.outputs.out_file.endswith("sub-01_task-rest_signals.npy")
+    assert result.outputs.mask_file.endswith("sub-01_task-rest_mask.nii.gz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = NilearnMasker(mask_strategy="epi", smoothing_fwhm=4.0).fit_transform(
+            str(epi_file))
+    assert signals.dtype == np.float32
+    np.testing.assert_array_equal(signals, reference)
+
+    unmask = Unmask(in_file=result.outputs.out_file, mask_file=result.outputs.mask_file)
+    unmask_result = unmask.run(cwd=str(tmp_path))
+    back = nib.load(unmask_result.outputs.out_file)
+    mask = np.asanyarray(nib.load(result.outputs.mask_file).dataobj) != 0
+    assert back.shape == mask.shape + (12,)
+    np.testing.assert_array_equal(back.get_fdata(dtype=np.float32)[mask].T, signals)
+    assert not back.get_fdata()[~mask].any()
+    np.testing.assert_allclose(back.affine, oblique_affine())
+
+
+def test_rerun_is_cached(epi_file, tmp_path):
+    def node():
+        return pe.Node(NiftiMasker(in_file=str(epi_file), volumes="0:6"), name="masker",
+                       base_dir=str(tmp_path))
+    first = node().run()
+    mtime = (tmp_path / "masker" / "sub-01_task-rest_signals.npy").stat().st_mtime_ns
+    second = node().run()
+    assert second.outputs.out_file == first.outputs.out_file
+    assert (tmp_path / "masker" / "sub-01_task-rest_signals.npy").stat().st_mtime_ns == mtime
+    assert np.load(second.outputs.out_file).shape[0] == 6
+
+
+def test_compute_mask_single_and_multi_run(tmp_path):
+    from nilearn.masking import compute_multi_epi_mask
+
+    paths = []
+    for seed in range(2):
+        data, _ = make_epi(seed=seed, n_volumes=4)
+        path = tmp_path / f"sub-01_run-{seed + 1}_bold.nii.gz"
+        nib.save(nib.Nifti1Image(data, oblique_affine()), path)
+        paths.append(str(path))
+    single = ComputeMask(in_file=paths[0], mask_strategy="epi").run(cwd=str(tmp_path))
+    assert single.outputs.mask_file.endswith("sub-01_run-1_mask.nii.gz")
+    multi = ComputeMask(in_file=paths, mask_strategy="epi", threshold=1.0, opening=1).run(
+        cwd=str(tmp_path))
+    reference = compute_multi_epi_mask(paths, threshold=1.0, opening=1)
+    np.testing.assert_array_equal(nib.load(multi.outputs.mask_file).get_fdata(),
+                                  reference.get_fdata())
+
+
+def test_unmask_reads_tsv_and_1d(tmp_path, affine):
+    mask = np.zeros((7, 8, 9), np.int8)
+    mask[2:5, 1:4, 3:8] = 1
+    mask_path = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(mask, affine), mask_path)
+    values = np.arange(45, dtype=np.float64).reshape(1, 45) / 7
+    tsv = tmp_path / "row.tsv"
+    tsv.write_text("\t".join(f"v{i}" for i in range(45)) + "\n"
+                   + "\t".join(repr(float(v)) for v in values[0]) + "\n")
+    out = nib.load(Unmask(in_file=str(tsv), mask_file=str(mask_path), dtype="float64")
+                   .run(cwd=str(tmp_path)).outputs.out_file)
+    assert out.shape == (7, 8, 9, 1)
+    np.testing.assert_array_equal(out.get_fdata()[mask != 0][:, 0], values[0])
+    npy = tmp_path / "vec.npy"
+    np.save(npy, values[0].astype(np.float32))
+    out3 = nib.load(Unmask(in_file=str(npy), mask_file=str(mask_path)).run(
+        cwd=str(tmp_path)).outputs.out_file)
+    assert out3.shape == (7, 8, 9) and out3.get_data_dtype() == np.float32
+
+
+def test_unknown_strategy_is_refused_with_the_choices(epi_file):
+    with pytest.raises(Exception, match="'background' or 'epi' or 'whole-brain-template'"):
+        NiftiMasker(in_file=str(epi_file), mask_strategy="otsu")
+
+
+def test_failed_run_leaves_no_output(epi_file, tmp_path):
+    other = tmp_path / "mask_other_grid.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((7, 8, 9), np.int8), np.eye(4)), other)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(Exception, match="mask_file: its grid differs from in_file's"):
+        NiftiMasker(in_file=str(epi_file), mask_file=str(other)).run(cwd=str(work))
+    assert not list(work.glob("*.npy")) and not list(work.glob("*.nii.gz"))
+    assert not list(work.glob(".*part*"))
+    with pytest.raises(Exception, match="smoothing_fwhm: the FWHM must be finite and >= 0"):
+        NiftiMasker(in_file=str(epi_file), smoothing_fwhm=-1.0).run(cwd=str(work))
+    assert not list(work.iterdir())
+
+
+def test_volumes_string_slice(epi_file, tmp_path):
+    (tmp_path / "all").mkdir()
+    (tmp_path / "some").mkdir()
+    full = NiftiMasker(in_file=str(epi_file)).run(cwd=str(tmp_path / "all"))
+    some = NiftiMasker(in_file=str(epi_file), volumes="2:10:2", mask_file=full.outputs.mask_file
+                       ).run(cwd=str(tmp_path / "some"))
+    np.testing.assert_array_equal(np.load(some.outputs.out_file),
+                                  np.load(full.outputs.out_file)[2:10:2])
