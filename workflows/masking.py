@@ -1,0 +1,109 @@
+"""Workflows for the NiftiMasker path: compute a mask, extract voxel signals, unmask."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from nipype_maskers.interfaces.masking import ComputeMask, NiftiMasker, Unmask
+
+
+def init_mask_wf(*, mask_strategy: str = "epi", mask_args: dict[str, Any] | None = None,
+                 name: str = "mask_wf") -> pe.Workflow:
+    """Compute a brain mask from a BOLD run (or several runs).
+
+    Workflow Graph
+        .. code-block:: text
+
+            inputnode(in_file) -> compute_mask -> outputnode(mask_file)
+
+    Parameters
+    ----------
+    mask_strategy : str
+        One of nilearn's strategies: 'background', 'epi', 'whole-brain-template',
+        'gm-template', 'wm-template'.
+    mask_args : dict, optional
+        nilearn's ``mask_args`` for that strategy.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    in_file
+        A 3D/4D NIfTI, or a list of runs.
+
+    Outputs
+    -------
+    mask_file
+        The binary mask.
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["in_file"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=["mask_file"]), name="outputnode")
+    compute_mask = pe.Node(
+        ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {}),
+        name="compute_mask",
+    )
+    workflow.connect([
+        (inputnode, compute_mask, [("in_file", "in_file")]),
+        (compute_mask, outputnode, [("mask_file", "mask_file")]),
+    ])  # fmt:skip
+    return workflow
+
+
+def init_voxel_signals_wf(*, mask_strategy: str = "epi", smoothing_fwhm: float | None = None,
+                          name: str = "voxel_signals_wf") -> pe.Workflow:
+    """Mask a BOLD run into a (volumes x voxels) matrix and paint it back into an image.
+
+    Workflow Graph
+        .. code-block:: text
+
+            inputnode(in_file) -> mask_wf -> nifti_masker -> unmask -> outputnode
+                              \\___________/
+
+    Parameters
+    ----------
+    mask_strategy : str
+        How the mask is computed (nilearn's names).
+    smoothing_fwhm : float, optional
+        Smoothing before masking, in mm.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    in_file
+        A 4D BOLD NIfTI.
+
+    Outputs
+    -------
+    mask_file
+        The mask used.
+    signals_file
+        The ``.npy`` matrix, voxels in the mask's C order.
+    unmasked_file
+        The matrix painted back on the mask's grid (4D NIfTI).
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["in_file"]), name="inputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["mask_file", "signals_file", "unmasked_file"]),
+        name="outputnode",
+    )
+    mask_wf = init_mask_wf(mask_strategy=mask_strategy)
+    masker = NiftiMasker()
+    if smoothing_fwhm:
+        masker.inputs.smoothing_fwhm = float(smoothing_fwhm)
+    nifti_masker = pe.Node(masker, name="nifti_masker")
+    unmask = pe.Node(Unmask(), name="unmask")
+    workflow.connect([
+        (inputnode, mask_wf, [("in_file", "inputnode.in_file")]),
+        (inputnode, nifti_masker, [("in_file", "in_file")]),
+        (mask_wf, nifti_masker, [("outputnode.mask_file", "mask_file")]),
+        (nifti_masker, unmask, [("out_file", "in_file"), ("mask_file", "mask_file")]),
+        (nifti_masker, outputnode, [("out_file", "signals_file"), ("mask_file", "mask_file")]),
+        (unmask, outputnode, [("out_file", "unmasked_file")]),
+    ])  # fmt:skip
+    return workflow
