@@ -15,17 +15,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import (
-    ImageError,
-    ImageLike,
-    compute_dtype,
-    count_nonfinite,
-    iter_volumes,
-    load_img,
-    n_volumes,
-    resolve_volumes,
-    warn_nonfinite,
-)
+from .image import ImageError, ImageLike, load_img, n_volumes, resolve_volumes
 from .masking import (
     MaskError,
     MeanVolume,
@@ -35,7 +25,8 @@ from .masking import (
     load_mask,
     mean_volume,
 )
-from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma, smooth_volume
+from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
+from .streaming import Grid, same_grid, stream_rows
 
 
 class MaskedSignals(NamedTuple):
@@ -63,7 +54,7 @@ def _target_grid(img, target_affine, target_shape):
     from .resampling import resolve_target_grid
 
     affine, shape = resolve_target_grid(img.shape[:3], img.affine, target_affine, target_shape)
-    if tuple(shape) == tuple(img.shape[:3]) and np.allclose(affine, img.affine):
+    if same_grid(shape, affine, img.shape, img.affine):
         return None  # nilearn's no-op: same grid, nothing resampled or clipped
     return affine, tuple(int(s) for s in shape)
 
@@ -174,39 +165,20 @@ def mask_volumes(
                     names=(name if target is None else f"{name} resampled", "mask_file"))
 
     binary = np.asanyarray(mask_img.dataobj) != 0
-    gather = flat_indices(binary)
-    signals = np.empty((indices.size, gather.size), dtype=out_dtype)
-    work_dtype = compute_dtype(img)
+    signals = np.empty((indices.size, int(binary.sum())), dtype=out_dtype)
     sigma = fwhm_to_sigma(fwhm, grid_affine) if fwhm is not None else None
-    # nilearn clips resampled data to the range of the whole input; smoothing needs it before
-    # the pass, otherwise the rows are clipped once at the end.
+    # nilearn clips resampled data to the range of the whole input. Clipping commutes with
+    # masking, so without smoothing the rows are clipped once at the end; smoothing needs the
+    # range before the pass (from the mask's mean pass, or a pass of its own).
     clip_range = None
     if target is not None and sigma is not None:
         clip_range = (mean or mean_volume(img, indices, name=name))[1:]
-    resampled = np.empty(grid_shape, dtype=work_dtype, order="F") if target else None
-    nonfinite_voxels = np.zeros(img.shape[:3], dtype=bool)
-    nonfinite_values, low, high = 0, np.inf, -np.inf
-    for positions, volume in iter_volumes(img, indices, dtype=work_dtype, name=name):
-        if target is not None:
-            from .resampling import resample_volume
-
-            low = min(low, float(np.nanmin(volume)))
-            high = max(high, float(np.nanmax(volume)))
-            nonfinite_values += count_nonfinite(volume.copy(), nonfinite_voxels)
-            volume = resample_volume(volume, img.affine, grid_affine, grid_shape,
-                                     interpolation="continuous", clip=False, out=resampled)
-            if clip_range is not None:
-                np.clip(volume, min(clip_range[0], 0), max(clip_range[1], 0), out=volume)
-        else:
-            nonfinite_values += count_nonfinite(volume, nonfinite_voxels)
-        if sigma is not None:
-            count_nonfinite(volume, None)
-            smooth_volume(volume, sigma)
-        row = volume.reshape(-1, order="F").take(gather)
-        if target is not None:
-            count_nonfinite(row, None)
+    grid = Grid(*target) if target is not None else None
+    observed = [np.inf, -np.inf]
+    for positions, row in stream_rows(img, indices, flat_indices(binary), target=grid,
+                                      sigma=sigma, clip_range=clip_range,
+                                      observed_range=observed, name=name):
         signals[positions] = row
-    warn_nonfinite(name, nonfinite_voxels, nonfinite_values)
-    if target is not None and clip_range is None:
-        np.clip(signals, min(low, 0), max(high, 0), out=signals)
+    if grid is not None and clip_range is None:
+        np.clip(signals, min(observed[0], 0), max(observed[1], 0), out=signals)
     return MaskedSignals(signals, mask_img, indices)

@@ -1,0 +1,118 @@
+"""The per-volume pipeline every masker shares: read -> resample -> smooth -> gather voxels.
+
+nilearn runs each step on the whole 4D array (resample, then smooth, then mask). All three are
+spatial, so running them on one volume at a time gives the same numbers; only the clip of the
+resampling needs the range of the whole input, which the caller provides when it is needed
+(:func:`data_range`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .image import compute_dtype, count_nonfinite, iter_volumes, warn_nonfinite
+
+
+class Grid(NamedTuple):
+    """A target grid for the data: 4x4 affine and 3D shape."""
+
+    affine: NDArray
+    shape: tuple[int, int, int]
+
+
+def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
+    """nilearn's ``check_same_fov``: equal 3D shapes and ``allclose`` affines."""
+    return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b)
+
+
+def _finite_range(volume: NDArray) -> tuple[float, float]:
+    if volume.dtype.kind == "f":
+        finite = volume[np.isfinite(volume)]
+        if not finite.size:
+            return np.inf, -np.inf
+        return float(finite.min()), float(finite.max())
+    return float(volume.min()), float(volume.max())
+
+
+def data_range(img, indices, *, name: str = "in_file") -> tuple[float, float]:
+    """Finite min and max over the selected volumes (one streaming pass)."""
+    low, high = np.inf, -np.inf
+    for _, volume in iter_volumes(img, indices, dtype=compute_dtype(img), name=name):
+        vmin, vmax = _finite_range(volume)
+        low, high = min(low, vmin), max(high, vmax)
+    return low, high
+
+
+def stream_rows(
+    img,
+    indices: NDArray[np.intp],
+    gather: NDArray[np.intp],
+    *,
+    target: Grid | None = None,
+    sigma: NDArray | None = None,
+    clip_range: tuple[float, float] | None = None,
+    observed_range: list[float] | None = None,
+    name: str = "in_file",
+) -> Iterator[tuple[NDArray[np.intp], NDArray]]:
+    """Yield, per distinct selected volume, its rows' positions and its gathered voxel values.
+
+    Parameters
+    ----------
+    img : SpatialImage
+        The data (from :func:`~nipype_maskers.core.image.load_img`).
+    indices : array of int
+        The selected volumes (rows of the output, in order; repeats allowed).
+    gather : array of int
+        Flat Fortran-order indices of the voxels to keep, on the output grid.
+    target : Grid, optional
+        Resample each volume (cubic spline) onto this grid first.
+    sigma : array of 3 floats, optional
+        Gaussian sigma in voxels of the output grid (:func:`~.smoothing.fwhm_to_sigma`).
+    clip_range : (min, max), optional
+        With ``target``, the data range to clip to (with 0), as nilearn's ``resample_img``
+        clips a 4D image with its whole range. None does not clip: only a caller that clips
+        the gathered values itself afterwards (NiftiMasker, where clip commutes with masking)
+        may skip it.
+    observed_range : list of 2 floats, optional
+        Updated in place with the finite min and max of the input volumes seen (for that
+        caller's clip at the end).
+
+    Yields
+    ------
+    positions : array of int
+        Output rows for this volume.
+    row : numpy.ndarray
+        The gathered values, finite (NaN/inf set to 0; one warning at the end counts them).
+    """
+    from .smoothing import smooth_volume
+
+    work_dtype = compute_dtype(img)
+    if target is not None:
+        from .resampling import resample_volume
+
+        buffer = np.empty(target.shape, dtype=work_dtype, order="F")
+    nonfinite_voxels = np.zeros(img.shape[:3], dtype=bool)
+    nonfinite_values = 0
+    for positions, volume in iter_volumes(img, indices, dtype=work_dtype, name=name):
+        if observed_range is not None:
+            low, high = _finite_range(volume)
+            observed_range[0] = min(observed_range[0], low)
+            observed_range[1] = max(observed_range[1], high)
+        if target is not None:
+            nonfinite_values += count_nonfinite(volume.copy(), nonfinite_voxels)
+            volume = resample_volume(volume, img.affine, target.affine, target.shape,
+                                     interpolation="continuous", clip=clip_range or False,
+                                     out=buffer)
+        else:
+            nonfinite_values += count_nonfinite(volume, nonfinite_voxels)
+        if sigma is not None:
+            count_nonfinite(volume, None)
+            smooth_volume(volume, sigma)
+        row = volume.reshape(-1, order="F").take(gather)
+        count_nonfinite(row, None)
+        yield positions, row
+    warn_nonfinite(name, nonfinite_voxels, nonfinite_values)
