@@ -26,7 +26,7 @@ from .masking import (
     mean_volume,
 )
 from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
-from .streaming import Grid, same_grid, stream_rows
+from .streaming import Grid, data_range, same_grid, stream_rows
 
 
 class MaskedSignals(NamedTuple):
@@ -172,7 +172,7 @@ def mask_volumes(
     # range before the pass (from the mask's mean pass, or a pass of its own).
     clip_range = None
     if target is not None and sigma is not None:
-        clip_range = (mean or mean_volume(img, indices, name=name))[1:]
+        clip_range = mean[1:] if mean is not None else data_range(img, indices, name=name)
     grid = Grid(*target) if target is not None else None
     observed = [np.inf, -np.inf]
     for positions, row in stream_rows(img, indices, flat_indices(binary), target=grid,
