@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from nipype.interfaces.base import BaseInterfaceInputSpec, isdefined, traits
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    isdefined,
+    traits,
+)
 
 from .. import __version__
 
@@ -86,3 +92,129 @@ def grid_from(inputs: Any) -> tuple[Any, Any]:
     shape = defined(inputs.target_shape)
     return (None if affine is None else np.asarray(affine, dtype=np.float64),
             None if shape is None else tuple(shape))
+
+
+class CleanSpecMixin(traits.HasTraits):
+    """nilearn's cleaning parameters, with the maskers' defaults (nothing done by default)."""
+
+    detrend = traits.Bool(False, usedefault=True, desc="remove linear trends (and the mean)")
+    standardize = traits.Enum(
+        None, "zscore_sample", "zscore", "psc", usedefault=True,
+        desc="'zscore_sample' (ddof=1), 'zscore' (ddof=0), 'psc' (percent signal change) or "
+        "None",
+    )
+    standardize_confounds = traits.Bool(
+        True, usedefault=True, desc="z-score the confounds before regressing them out"
+    )
+    low_pass = traits.Float(desc="low-pass cutoff in Hz (needs t_r)")
+    high_pass = traits.Float(desc="high-pass cutoff in Hz (needs t_r)")
+    t_r = traits.Float(desc="repetition time in seconds (images: read from the header if unset)")
+    filter = traits.Enum(
+        "butterworth", "cosine", usedefault=True,
+        desc="'butterworth' (band-pass on signals and confounds) or 'cosine' (DCT drift "
+        "regressors, high-pass only)",
+    )
+    butterworth_order = traits.Int(5, usedefault=True, desc="order of the Butterworth filter")
+    extrapolate = traits.Bool(
+        False, usedefault=True,
+        desc="extrapolate censored volumes at the run's edges instead of dropping them",
+    )
+    ensure_finite = traits.Bool(
+        False, usedefault=True, desc="set non-finite signal values to 0 before cleaning"
+    )
+    confounds_file = InputMultiObject(
+        File(exists=True),
+        desc="confounds table(s) (TSV/CSV/TXT, header optional); several are stacked",
+    )
+    confounds_columns = traits.List(
+        traits.Str, desc="use only these columns of the confounds tables (by header name)"
+    )
+    sample_mask = traits.List(
+        traits.Int, desc="indices of the volumes to keep (censoring); all when unset"
+    )
+    sample_mask_file = File(
+        exists=True, desc="sample mask as a file: one kept index per line (LoadConfounds)"
+    )
+    runs = traits.List(traits.Any, desc="a run label per volume: each run cleaned on its own")
+
+
+CLEAN_OPTION_NAMES = ("detrend", "standardize", "standardize_confounds", "low_pass",
+                      "high_pass", "filter", "butterworth_order", "extrapolate",
+                      "ensure_finite")
+
+
+def read_sample_mask(path: str) -> list[int]:
+    """A sample mask file: kept volume indices, one per line (or whitespace-separated)."""
+    text = open(path, encoding="utf-8").read().split()
+    values = [v for v in text if v not in ("sample_mask", "index")]
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ValueError(
+            f"sample_mask_file: '{path}' must hold integer volume indices, got {values[:5]}"
+        ) from None
+
+
+def clean_args_from(inputs: Any, *, header_t_r: float | None = None
+                    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The keyword arguments for ``core.signal.clean`` and their provenance.
+
+    Returns ``(None, provenance)`` when no cleaning step is requested, so the caller skips
+    cleaning altogether (nilearn's maskers then return the signals unchanged). ``t_r``
+    comes from the input when set, else from ``header_t_r`` (the image header).
+    """
+    import numpy as np
+
+    from ..core.confounds import read_confounds_table
+
+    args: dict[str, Any] = {name: getattr(inputs, name) for name in CLEAN_OPTION_NAMES}
+    args["low_pass"] = defined(args["low_pass"])
+    args["high_pass"] = defined(args["high_pass"])
+    provenance: dict[str, Any] = {}
+    if isdefined(inputs.t_r):
+        args["t_r"], provenance["RepetitionTimeSource"] = inputs.t_r, "input t_r"
+    elif header_t_r is not None:
+        args["t_r"], provenance["RepetitionTimeSource"] = header_t_r, "NIfTI header"
+    else:
+        args["t_r"] = None
+    provenance["RepetitionTime"] = args["t_r"]
+    confounds, columns = [], []
+    for path in defined(inputs.confounds_file, []):
+        table = read_confounds_table(path, columns=defined(inputs.confounds_columns))
+        confounds.append(table.data)
+        columns.extend(table.columns)
+    if confounds:
+        args["confounds"] = np.hstack(confounds)
+        provenance["Confounds"] = columns
+    if isdefined(inputs.sample_mask) and isdefined(inputs.sample_mask_file):
+        raise ValueError("sample_mask and sample_mask_file: give one or the other, not both")
+    sample_mask = defined(inputs.sample_mask)
+    if isdefined(inputs.sample_mask_file):
+        sample_mask = read_sample_mask(inputs.sample_mask_file)
+    if sample_mask is not None:
+        args["sample_mask"] = np.asarray(sample_mask, dtype=np.intp)
+        provenance["SampleMask"] = [int(i) for i in sample_mask]
+    if isdefined(inputs.runs) and inputs.runs:
+        args["runs"] = np.asarray(inputs.runs)
+    active = (args["detrend"] or args["standardize"] is not None or confounds
+              or args["low_pass"] is not None or args["high_pass"] is not None
+              or sample_mask is not None or args["ensure_finite"])
+    if not active:
+        return None, provenance
+    if args["filter"] == "butterworth" and args["low_pass"] is None and args["high_pass"] is None:
+        args["filter"] = None
+    provenance.update({k: args[k] for k in CLEAN_OPTION_NAMES})
+    return args, provenance
+
+
+def header_t_r(img: Any) -> float | None:
+    """The TR in seconds from a NIfTI header, when the time unit says what pixdim[4] means."""
+    try:
+        _, time_unit = img.header.get_xyzt_units()
+        value = float(img.header["pixdim"][4])
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return None
+    scale = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}.get(time_unit)
+    if scale is None or not value > 0 or len(img.shape) < 4:
+        return None
+    return value * scale
