@@ -186,7 +186,7 @@ def resolve_volumes(
 
     Examples
     --------
-    >>> resolve_volumes(slice(0, 100), 300)[-1]
+    >>> resolve_volumes(slice(0, 100), 300)[-1].item()
     99
     >>> resolve_volumes([True, False, True], 3).tolist()
     [0, 2]

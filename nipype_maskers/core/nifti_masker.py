@@ -25,6 +25,7 @@ from .masking import (
     load_mask,
     mean_volume,
 )
+from .signal import clean
 from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
 from .streaming import Grid, data_range, same_grid, stream_rows
 
@@ -46,6 +47,16 @@ def check_dtype(dtype: DTypeLike, *, name: str = "dtype") -> np.dtype:
     if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"{name}: expected 'float32' or 'float64', got {dtype!r}")
     return resolved
+
+
+def kept_volumes(indices: NDArray[np.intp], clean_args: dict[str, Any] | None
+                 ) -> NDArray[np.intp]:
+    """The input volume of each row left after ``clean``'s ``sample_mask``."""
+    if not clean_args or clean_args.get("sample_mask") is None:
+        return indices
+    keep = np.zeros(indices.size, dtype=bool)
+    keep[np.asarray(clean_args["sample_mask"])] = True
+    return indices[keep]
 
 
 def _target_grid(img, target_affine, target_shape):
@@ -110,9 +121,10 @@ def mask_volumes(
     target_shape: Sequence[int] | None = None,
     volumes: int | slice | Sequence[int] | NDArray | None = None,
     dtype: DTypeLike = np.float32,
+    clean_args: dict[str, Any] | None = None,
     name: str = "in_file",
 ) -> MaskedSignals:
-    """NiftiMasker's ``fit_transform`` without the cleaning: volumes to masked rows.
+    """NiftiMasker's ``fit_transform``: volumes to masked (and cleaned) rows.
 
     Parameters
     ----------
@@ -133,12 +145,16 @@ def mask_volumes(
     dtype : {'float32', 'float64'}
         Output dtype. Volumes are processed in float32, or float64 when the data are float64
         (as nilearn does), and cast on output.
+    clean_args : dict, optional
+        Keyword arguments for :func:`~nipype_maskers.core.signal.clean`, applied last and in
+        place (no copy of the matrix); None: no cleaning. With a ``sample_mask`` only the kept
+        volumes' rows are returned.
 
     Returns
     -------
     MaskedSignals
-        ``signals`` (n_selected_volumes, n_mask_voxels) in nilearn's voxel order (the mask's
-        C order), the mask used, and the selected volume indices.
+        ``signals`` (n_rows, n_mask_voxels) in nilearn's voxel order (the mask's C order),
+        the mask used, and the input volume of each row.
 
     Notes
     -----
@@ -181,4 +197,7 @@ def mask_volumes(
         signals[positions] = row
     if grid is not None and clip_range is None:
         np.clip(signals, min(observed[0], 0), max(observed[1], 0), out=signals)
+    if clean_args:
+        signals = clean(signals, copy=False, **clean_args)
+        indices = kept_volumes(indices, clean_args)
     return MaskedSignals(signals, mask_img, indices)

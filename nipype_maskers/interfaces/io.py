@@ -92,20 +92,26 @@ def save_text(text: str, path: str | os.PathLike) -> Path:
 
 
 def format_tsv(array: NDArray, columns: Sequence[str] | None = None) -> str:
-    """A tab-separated table, NaN written ``n/a`` (BIDS), full float precision.
+    """A tab-separated table, NaN written ``n/a`` (BIDS).
+
+    Each value is the shortest text that reads back to the same number in the array's own
+    precision (float32 values are not padded with float64 digits).
 
     Examples
     --------
-    >>> print(format_tsv(np.array([[1.5, np.nan]]), ['a', 'b']), end='')
-    a	b
-    1.5	n/a
+    >>> format_tsv(np.array([[1.5, np.nan]]), ['a', 'b']).splitlines()
+    ['a\\tb', '1.5\\tn/a']
+    >>> format_tsv(np.array([[0.1]], dtype=np.float32)).strip()
+    '0.1'
     """
     out = io.StringIO()
     if columns is not None:
         out.write("\t".join(columns) + "\n")
     array = np.atleast_2d(array)
+    if array.dtype.kind != "f":
+        array = array.astype(np.float64)
     for row in array:
-        out.write("\t".join("n/a" if np.isnan(v) else repr(float(v)) for v in row) + "\n")
+        out.write("\t".join("n/a" if np.isnan(v) else str(v) for v in row) + "\n")
     return out.getvalue()
 
 

@@ -14,11 +14,14 @@ from nipype.interfaces.base import (
 from ..core import masking, nifti_masker
 from ..core.image import load_img
 from .base import (
+    CleanSpecMixin,
     GridSpecMixin,
     MaskArgsSpecMixin,
     MaskersInputSpec,
+    clean_args_from,
     defined,
     grid_from,
+    header_t_r,
     mask_args_from,
 )
 from .io import output_path, read_matrix, save_nifti, save_npy
@@ -80,7 +83,7 @@ def parse_volumes(value):
         ) from None
 
 
-class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin):
+class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin, CleanSpecMixin):
     in_file = File(exists=True, mandatory=True, desc="3D or 4D image (NIfTI)")
     mask_file = File(
         exists=True, desc="binary mask on the data's (or target) grid; computed when absent"
@@ -100,14 +103,19 @@ class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin):
 class _NiftiMaskerOutputSpec(TraitedSpec):
     out_file = File(desc="(volumes x voxels) matrix, .npy, voxels in the mask's C order")
     mask_file = File(desc="the mask actually used (on the output grid)")
+    t_r = traits.Either(None, traits.Float, desc="the TR used for cleaning (None: not needed)")
+    t_r_source = traits.Str(desc="where t_r came from: 'input t_r', 'NIfTI header' or ''")
+    volumes = traits.List(traits.Int, desc="the input volume of each output row")
 
 
 class NiftiMasker(SimpleInterface):
     """nilearn's ``NiftiMasker.fit_transform``: a 4D image to a (volumes x voxels) matrix.
 
     The image is streamed volume by volume (resample, smooth, mask), so the 4D data are never
-    in memory at once. The matrix is written as ``.npy`` with the mask used beside it;
-    :class:`Unmask` takes both back to an image.
+    in memory at once; then the rows are cleaned (nilearn's ``signal.clean`` options, with
+    the maskers' defaults: nothing unless asked; ``t_r`` from the header when not given).
+    The matrix is written as ``.npy`` with the mask used beside it; :class:`Unmask` takes
+    both back to an image.
     """
 
     input_spec = _NiftiMaskerInputSpec
@@ -115,8 +123,10 @@ class NiftiMasker(SimpleInterface):
 
     def _run_interface(self, runtime):
         target_affine, target_shape = grid_from(self.inputs)
+        img = load_img(self.inputs.in_file, name="in_file")
+        clean_args, provenance = clean_args_from(self.inputs, header_t_r=header_t_r(img))
         result = nifti_masker.mask_volumes(
-            self.inputs.in_file,
+            img,
             defined(self.inputs.mask_file),
             mask_strategy=self.inputs.mask_strategy,
             mask_args=mask_args_from(self.inputs),
@@ -125,8 +135,12 @@ class NiftiMasker(SimpleInterface):
             target_shape=target_shape,
             volumes=parse_volumes(defined(self.inputs.volumes)),
             dtype=self.inputs.dtype,
+            clean_args=clean_args,
         )
         source = self.inputs.in_file
+        self._results["t_r"] = provenance.get("RepetitionTime")
+        self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
+        self._results["volumes"] = [int(v) for v in result.volumes]
         mask_out = output_path(source, "mask", ".nii.gz", runtime.cwd)
         signals_out = output_path(source, "signals", ".npy", runtime.cwd)
         self._results["mask_file"] = str(save_nifti(result.mask, mask_out))
