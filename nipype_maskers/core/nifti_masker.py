@@ -159,7 +159,11 @@ def mask_volumes(
     Notes
     -----
     Non-finite values become 0 (one warning gives the count). Unlike nilearn, a mask whose
-    grid differs from the data's is an error instead of a silent crop-and-resample.
+    grid differs from the data's is an error instead of a silent crop-and-resample. With
+    ``target_affine`` and smoothing, nilearn's masker smooths on the grid cropped to the
+    mask's bounding box, so voxels near that box's faces see reflected data instead of their
+    true neighbours; we smooth the whole resampled volume (exactly
+    ``smooth_img(resample_img(img, target_affine), fwhm)``, then masked).
     """
     img = load_img(img, name=name)
     out_dtype = check_dtype(dtype)
