@@ -14,6 +14,7 @@ import os
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Union
 
@@ -300,6 +301,8 @@ def iter_volumes(
     order = np.argsort(indices, kind="stable")
     wanted, starts = np.unique(indices[order], return_index=True)
     groups = np.split(order, starts[1:])
+    if wanted.size == 0:
+        return
     if not _streamable(img):
         yield from _iter_in_memory(img, wanted, groups, dtype)
         return
@@ -317,6 +320,12 @@ def _iter_in_memory(img, wanted, groups, dtype):
 
 
 def _iter_file(img, wanted, groups, dtype, name):
+    """Stream the wanted volumes; the next one is decompressed in a thread meanwhile.
+
+    zlib and ISA-L release the GIL while inflating, so reading volume t+1 overlaps with the
+    caller's work on volume t. Two buffers alternate, hence a yielded raw view stays valid
+    until the caller asks for the next volume.
+    """
     proxy = img.dataobj
     filename = proxy.file_like
     raw_dtype = np.dtype(proxy.dtype)
@@ -325,25 +334,34 @@ def _iter_file(img, wanted, groups, dtype, name):
     slope, inter = float(proxy.slope), float(proxy.inter)
     scaled = not (slope == 1.0 and inter == 0.0)
     work_dtype = np.result_type(dtype, np.float64) if scaled else dtype
-    buffer = bytearray(nbytes)
-    view = memoryview(buffer)
+    buffers = [bytearray(nbytes), bytearray(nbytes)]
+    state = {"position": 0}
+
+    def read(stream, volume_index: int, buffer: bytearray) -> bytearray:
+        if volume_index > state["position"]:
+            _skip(stream, (volume_index - state["position"]) * nbytes, filename)
+        view = memoryview(buffer)
+        got = 0
+        while got < nbytes:
+            more = stream.readinto(view[got:])
+            if not more:
+                raise EOFError(
+                    f"volume {volume_index} of {n_volumes(img)} ends after {got} of its "
+                    f"{nbytes} bytes"
+                )
+            got += more
+        state["position"] = volume_index + 1
+        return buffer
+
     try:
-        with _open_stream(filename) as stream:
+        with _open_stream(filename) as stream, ThreadPoolExecutor(1) as reader:
             stream.seek(int(proxy.offset))
-            position = 0
-            for volume_index, positions in zip(wanted, groups):
-                if volume_index > position:
-                    _skip(stream, (int(volume_index) - position) * nbytes, filename)
-                got = stream.readinto(view)
-                while got < nbytes:
-                    more = stream.readinto(view[got:])
-                    if not more:
-                        raise ImageError(
-                            f"{name}: '{filename}' is truncated: volume {int(volume_index)} of "
-                            f"{n_volumes(img)} ends after {got} of its {nbytes} bytes"
-                        )
-                    got += more
-                position = int(volume_index) + 1
+            pending = reader.submit(read, stream, int(wanted[0]), buffers[0])
+            for step, (volume_index, positions) in enumerate(zip(wanted, groups)):
+                buffer = pending.result()
+                if step + 1 < len(wanted):
+                    pending = reader.submit(read, stream, int(wanted[step + 1]),
+                                            buffers[(step + 1) % 2])
                 raw = np.frombuffer(buffer, dtype=raw_dtype).reshape(shape3d, order="F")
                 if scaled:
                     volume = raw.astype(work_dtype)
@@ -351,7 +369,7 @@ def _iter_file(img, wanted, groups, dtype, name):
                     volume += inter
                     volume = volume.astype(dtype, copy=False)
                 else:
-                    volume = raw.astype(dtype, copy=raw_dtype != dtype or not raw.flags.writeable)
+                    volume = raw if raw_dtype == dtype else raw.astype(dtype)
                 yield positions, volume
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise ImageError(
