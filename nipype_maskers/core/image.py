@@ -391,6 +391,20 @@ def _skip(stream, nbytes: int, filename: str) -> None:
         left -= got
 
 
+def finite_range(volume: NDArray) -> tuple[float, float]:
+    """Min and max of the finite values ((inf, -inf) when there are none).
+
+    Plain min/max first: only a volume that holds NaN or inf pays for the masked pass.
+    """
+    low, high = volume.min(), volume.max()
+    if volume.dtype.kind != "f" or (np.isfinite(low) and np.isfinite(high)):
+        return float(low), float(high)
+    finite = volume[np.isfinite(volume)]
+    if not finite.size:
+        return np.inf, -np.inf
+    return float(finite.min()), float(finite.max())
+
+
 def count_nonfinite(volume: NDArray, nonfinite_voxels: NDArray[np.bool_] | None) -> int:
     """Set the NaN/inf values of ``volume`` to 0 in place; return how many there were.
 

@@ -19,6 +19,7 @@ from scipy.ndimage import binary_dilation, binary_erosion, label
 from ..data import MNI152_TEMPLATES
 from .image import (
     ImageLike,
+    finite_range,
     iter_volumes,
     load_img,
     n_volumes,
@@ -67,26 +68,17 @@ def mean_volume(
     if len(img.shape) == 3 or (img.shape[3] == 1 and volumes.size == 1):
         (_, volume), = iter_volumes(img, [0], dtype=dtype, name=name)
         volume = np.array(volume, order="F")
-        return MeanVolume(volume, *_finite_range(volume))
+        return MeanVolume(volume, *finite_range(volume))
     accumulate = np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
     total = np.zeros(img.shape[:3], dtype=accumulate, order="F")
     low, high = np.inf, -np.inf
     for positions, volume in iter_volumes(img, volumes, dtype=dtype, name=name):
         for _ in positions:
             total += volume
-        vmin, vmax = _finite_range(volume)
+        vmin, vmax = finite_range(volume)
         low, high = min(low, vmin), max(high, vmax)
     total /= accumulate.type(volumes.size)
     return MeanVolume(total, low, high)
-
-
-def _finite_range(volume: NDArray) -> tuple[float, float]:
-    if volume.dtype.kind == "f":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            vmin, vmax = np.nanmin(volume), np.nanmax(volume)
-        return (float(vmin), float(vmax)) if np.isfinite(vmin) else (np.inf, -np.inf)
-    return float(volume.min()), float(volume.max())
 
 
 def largest_connected_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:

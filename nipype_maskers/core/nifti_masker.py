@@ -194,12 +194,14 @@ def mask_volumes(
     if target is not None and sigma is not None:
         clip_range = mean[1:] if mean is not None else data_range(img, indices, name=name)
     grid = Grid(*target) if target is not None else None
+    clip_at_end = grid is not None and clip_range is None
     observed = [np.inf, -np.inf]
     for positions, row in stream_rows(img, indices, flat_indices(binary), target=grid,
                                       sigma=sigma, clip_range=clip_range,
-                                      observed_range=observed, name=name):
+                                      observed_range=observed if clip_at_end else None,
+                                      name=name):
         signals[positions] = row
-    if grid is not None and clip_range is None:
+    if clip_at_end:
         np.clip(signals, min(observed[0], 0), max(observed[1], 0), out=signals)
     if clean_args:
         signals = clean(signals, copy=False, **clean_args)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from .image import compute_dtype, count_nonfinite, iter_volumes, warn_nonfinite
+from .image import compute_dtype, count_nonfinite, finite_range, iter_volumes, warn_nonfinite
 
 
 class Grid(NamedTuple):
@@ -29,20 +29,11 @@ def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
     return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b)
 
 
-def _finite_range(volume: NDArray) -> tuple[float, float]:
-    if volume.dtype.kind == "f":
-        finite = volume[np.isfinite(volume)]
-        if not finite.size:
-            return np.inf, -np.inf
-        return float(finite.min()), float(finite.max())
-    return float(volume.min()), float(volume.max())
-
-
 def data_range(img, indices, *, name: str = "in_file") -> tuple[float, float]:
     """Finite min and max over the selected volumes (one streaming pass)."""
     low, high = np.inf, -np.inf
     for _, volume in iter_volumes(img, indices, dtype=compute_dtype(img), name=name):
-        vmin, vmax = _finite_range(volume)
+        vmin, vmax = finite_range(volume)
         low, high = min(low, vmin), max(high, vmax)
     return low, high
 
@@ -99,7 +90,7 @@ def stream_rows(
     nonfinite_values = 0
     for positions, volume in iter_volumes(img, indices, dtype=work_dtype, name=name):
         if observed_range is not None:
-            low, high = _finite_range(volume)
+            low, high = finite_range(volume)
             observed_range[0] = min(observed_range[0], low)
             observed_range[1] = max(observed_range[1], high)
         if target is not None:
