@@ -63,12 +63,45 @@ def fwhm_to_sigma(fwhm: NDArray, affine: NDArray) -> NDArray[np.float64]:
     return np.asarray(fwhm, dtype=np.float64) / (_FWHM_OVER_SIGMA * voxel_size)
 
 
-def smooth_volume(volume: NDArray, sigma: NDArray) -> NDArray:
+def kernel_radius(sigma: float, truncate: float = 4.0) -> int:
+    """Half-width in voxels of scipy's Gaussian kernel (``gaussian_filter1d``'s ``lw``)."""
+    return int(truncate * float(sigma) + 0.5)
+
+
+def smooth_volume(volume: NDArray, sigma: NDArray,
+                  needed: tuple[NDArray, NDArray] | None = None) -> NDArray:
     """Smooth one float volume in place, axis by axis (``gaussian_filter1d``, mode 'reflect').
 
     Non-finite values must have been set to 0 by the caller (nilearn does so first).
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        3D float volume, modified in place.
+    sigma : array of 3 floats
+        Gaussian sigma in voxels per axis (0: that axis is not smoothed).
+    needed : (lower corner, upper corner), optional
+        The inclusive bounding box of the voxels whose smoothed values the caller will read
+        (a mask's voxels). Each pass then filters only the box its successors need: the box
+        widened by the kernel radius along the axes still to be filtered. Inside ``needed``
+        the result is identical to smoothing the whole volume (every kernel reads the same
+        input; at the array's faces the crop and the array share their edge); outside it,
+        values are left partly smoothed.
     """
+    if needed is None:
+        for axis, s in enumerate(sigma):
+            if s > 0.0:
+                gaussian_filter1d(volume, s, axis=axis, output=volume)
+        return volume
+    low, high = (np.asarray(c, dtype=int) for c in needed)
+    radius = np.array([kernel_radius(s) if s > 0 else 0 for s in sigma])
     for axis, s in enumerate(sigma):
-        if s > 0.0:
-            gaussian_filter1d(volume, s, axis=axis, output=volume)
+        if s <= 0.0:
+            continue
+        # axes already filtered need only the box itself; this and later axes need the margin
+        margin = np.where(np.arange(3) >= axis, radius, 0)
+        start = np.maximum(low - margin, 0)
+        stop = np.minimum(high + 1 + margin, volume.shape)
+        box = volume[tuple(slice(a, b) for a, b in zip(start, stop))]
+        gaussian_filter1d(box, s, axis=axis, output=box)
     return volume

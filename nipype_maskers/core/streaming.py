@@ -29,6 +29,12 @@ def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
     return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b)
 
 
+def gathered_box(gather: NDArray[np.intp], shape) -> tuple[NDArray, NDArray]:
+    """Inclusive bounding box (lower, upper corners) of flat Fortran-order voxel indices."""
+    ijk = np.unravel_index(gather, tuple(shape), order="F")
+    return (np.array([a.min() for a in ijk]), np.array([a.max() for a in ijk]))
+
+
 def data_range(img, indices, *, name: str = "in_file") -> tuple[float, float]:
     """Finite min and max over the selected volumes (one streaming pass)."""
     low, high = np.inf, -np.inf
@@ -88,6 +94,8 @@ def stream_rows(
         buffer = np.empty(target.shape, dtype=work_dtype, order="F")
     nonfinite_voxels = np.zeros(img.shape[:3], dtype=bool)
     nonfinite_values = 0
+    grid_shape = target.shape if target is not None else tuple(img.shape[:3])
+    needed = gathered_box(gather, grid_shape) if sigma is not None and gather.size else None
     for positions, volume in iter_volumes(img, indices, dtype=work_dtype, name=name):
         if observed_range is not None:
             low, high = finite_range(volume)
@@ -102,7 +110,7 @@ def stream_rows(
             nonfinite_values += count_nonfinite(volume, nonfinite_voxels)
         if sigma is not None:
             count_nonfinite(volume, None)
-            smooth_volume(volume, sigma)
+            smooth_volume(volume, sigma, needed)
         row = volume.reshape(-1, order="F").take(gather)
         count_nonfinite(row, None)
         yield positions, row
