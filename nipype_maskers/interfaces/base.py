@@ -180,7 +180,16 @@ def clean_args_from(inputs: Any, *, header_t_r: float | None = None
     provenance["RepetitionTime"] = args["t_r"]
     confounds, columns = [], []
     for path in defined(inputs.confounds_file, []):
-        table = read_confounds_table(path, columns=defined(inputs.confounds_columns))
+        try:
+            table = read_confounds_table(path, columns=defined(inputs.confounds_columns))
+        except ValueError as exc:
+            prefix = "confounds_columns" if isdefined(inputs.confounds_columns) else "confounds_file"
+            raise ValueError(f"{prefix}: {exc}") from exc
+        if confounds and table.data.shape[0] != confounds[0].shape[0]:
+            raise ValueError(
+                f"confounds_file: '{path}' has {table.data.shape[0]} rows, the first table "
+                f"{confounds[0].shape[0]}; stacked tables need one row per volume each"
+            )
         confounds.append(table.data)
         columns.extend(table.columns)
     if confounds:

@@ -1,0 +1,66 @@
+"""Memory estimates for each kind of node, from the data it will hold.
+
+The interfaces stream 4D images volume by volume, so what a node holds is known from the BOLD
+run's shape: a few volumes, plus the (volumes x voxels) float32 matrix for the voxel-wise steps.
+These estimates are each node's ``mem_gb`` (MultiProc schedules with them) and, through
+per-node plugin arguments, what a cluster job asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_GB = 1024**3
+#: The interpreter, numpy/scipy/nibabel/nipype imported: what any node costs before its data.
+BASE_GB = 0.15
+#: Fraction of the brain inside the field of view of a typical BOLD run (MNI grid).
+BRAIN_FRACTION = 0.25
+
+
+def _volume_gb(shape: Sequence[int], bytes_per_value: int = 4) -> float:
+    return shape[0] * shape[1] * shape[2] * bytes_per_value / _GB
+
+
+def estimate_mem_gb(kind: str, bold_shape: Sequence[int], *, n_maps: int = 0,
+                    mask_fraction: float | None = None) -> float:
+    """Estimated peak memory (GB) of one node working on a run of shape ``bold_shape``.
+
+    Parameters
+    ----------
+    kind : str
+        'mask', 'confounds', 'clean_image', 'nifti_masker', 'labels', 'maps', 'spheres',
+        'sink'.
+    bold_shape : (x, y, z, t)
+        Shape of the BOLD run.
+    n_maps : int
+        Number of maps, for 'maps' (their (voxels x maps) matrix is held).
+    mask_fraction : float, optional
+        Fraction of the grid inside the mask (default: a brain in an MNI field of view).
+
+    Examples
+    --------
+    >>> round(estimate_mem_gb('clean_image', (97, 115, 97, 300)), 2)
+    0.58
+    >>> labels = [estimate_mem_gb('labels', (97, 115, 97, t)) for t in (300, 1200)]
+    >>> labels[0] == labels[1]  # streamed: independent of the number of volumes
+    True
+    """
+    n_volumes = bold_shape[3] if len(bold_shape) > 3 else 1
+    volume = _volume_gb(bold_shape)
+    fraction = BRAIN_FRACTION if mask_fraction is None else mask_fraction
+    matrix = volume * fraction * n_volumes
+    few_volumes = 8 * volume  # read-ahead, resampling and smoothing buffers, the mean
+    if kind in ("confounds", "sink"):
+        return BASE_GB
+    if kind == "mask":
+        return BASE_GB + few_volumes
+    if kind == "nifti_masker":
+        return BASE_GB + few_volumes + 1.3 * matrix
+    if kind == "clean_image":
+        # the matrix, cleaned in place, then written back volume by volume
+        return BASE_GB + few_volumes + 1.3 * matrix + volume
+    if kind in ("labels", "spheres"):
+        return BASE_GB + few_volumes
+    if kind == "maps":
+        return BASE_GB + few_volumes + 2 * n_maps * volume * 2
+    raise ValueError(f"kind: unknown {kind!r}")
