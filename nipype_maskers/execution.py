@@ -1,0 +1,139 @@
+"""Running the workflows for the command line: one workflow per run, progress, failures.
+
+A failing run fails alone (Nipype carries on with the others); at the end the crash files
+are read back so that the summary names the run, the node and the error in one line each.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def workflow_name(entities: dict[str, str]) -> str:
+    """A Nipype-safe name for one run: ``sub_01_ses_a_task_rest_run_1_wf``."""
+    keys = ("sub", "ses", "task", "acq", "run", "echo", "space", "res", "den")
+    parts = [f"{k}_{entities[k]}" for k in keys if entities.get(k)]
+    return re.sub(r"[^A-Za-z0-9_]", "", "_".join(parts)) + "_wf"
+
+
+@dataclass
+class Progress:
+    """Nipype ``status_callback``: a line per finished node, with the run and the count."""
+
+    total: int
+    stream: Any = sys.stdout
+    done: int = 0
+    failed: list[str] = field(default_factory=list)
+    started: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, node, status: str) -> None:
+        name = node.fullname
+        if status == "start":
+            self.started[name] = time.monotonic()
+            return
+        self.done += 1
+        elapsed = time.monotonic() - self.started.pop(name, time.monotonic())
+        run, _, step = name.partition(".")[2].partition(".")
+        run = run[: -len("_wf")] if run.endswith("_wf") else run
+        word = "done" if status == "end" else "FAILED"
+        if status != "end":
+            self.failed.append(name)
+        print(f"[{self.done}/{self.total}] {run}: {step or node.name} {word} "
+              f"({elapsed:.1f} s)", file=self.stream, flush=True)
+
+
+def crash_messages(crash_dir: Path, since: float) -> dict[str, str]:
+    """{node full name: 'ExceptionType: message'} from the text crash files written since."""
+    messages = {}
+    for path in sorted(crash_dir.glob("crash-*.txt")) if crash_dir.is_dir() else []:
+        if path.stat().st_mtime < since:
+            continue
+        text = path.read_text(errors="replace")
+        node = re.search(r"^Node: (\S+)", text, re.MULTILINE)
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", ln)]
+        message = errors[-1] if errors else (lines[-1] if lines else "unknown error")
+        messages[node.group(1) if node else path.name] = message
+    return messages
+
+
+def plugin_settings(plugin: str, *, nprocs: int | None, mem_gb: float | None,
+                    plugin_args: dict[str, Any] | None, progress: Progress | None
+                    ) -> dict[str, Any]:
+    """Nipype plugin arguments for the command line's options."""
+    args = dict(plugin_args or {})
+    if plugin == "MultiProc":
+        if nprocs:
+            args.setdefault("n_procs", nprocs)
+        if mem_gb:
+            args.setdefault("memory_gb", mem_gb)
+        args.setdefault("raise_insufficient", False)
+    if progress is not None and plugin in ("MultiProc", "Linear"):
+        args["status_callback"] = progress
+    return args
+
+
+def run_workflows(workflow, *, plugin: str, plugin_args: dict[str, Any], crash_dir: Path,
+                  runs: Sequence[str], stream=sys.stdout) -> int:
+    """Run; print a summary naming each failed run, node and error. Returns the exit code."""
+    started = time.time()
+    try:
+        workflow.run(plugin=plugin, plugin_args=plugin_args)
+        failed_nodes: dict[str, str] = {}
+    except RuntimeError:
+        failed_nodes = crash_messages(crash_dir, started - 1)
+        if not failed_nodes:
+            failed_nodes = {"(unknown node)": "the workflow did not run cleanly; see the log"}
+    failed_runs = {}
+    for node, message in failed_nodes.items():
+        run = next((r for r in runs if f".{r}_wf." in f".{node}"), "(unknown run)")
+        failed_runs.setdefault(run, []).append((node.rsplit(".", 1)[-1], message))
+    ok = [r for r in runs if r not in failed_runs]
+    print(f"\n{len(ok)} of {len(runs)} runs finished"
+          + (f"; {len(failed_runs)} failed:" if failed_runs else "."), file=stream)
+    for run, problems in failed_runs.items():
+        for node, message in problems:
+            print(f"  FAILED {run}: node {node}: {message}", file=stream)
+    if failed_runs:
+        print(f"  crash reports: {crash_dir}", file=stream)
+    return 1 if failed_runs else 0
+
+
+def scheduler_args(plugin: str, mem_gb: float, n_procs: int = 1) -> dict[str, str]:
+    """A node's resource request for a cluster plugin, from its ``mem_gb`` / ``n_procs``.
+
+    Nipype's SLURM and SGE plugins ignore a node's ``mem_gb``; per-node ``plugin_args`` reach
+    the job script (appended to the global sbatch/qsub arguments), so each job asks for what
+    its node is estimated to use.
+
+    Examples
+    --------
+    >>> scheduler_args('SLURM', 0.58)
+    {'sbatch_args': '--mem=594M --cpus-per-task=1'}
+    >>> scheduler_args('SGEGraph', 1.5, 2)
+    {'qsub_args': '-l h_vmem=768M -pe smp 2'}
+    """
+    megabytes = max(int(-(-mem_gb * 1024 // 1)), 64)
+    if plugin.startswith("SLURM"):
+        return {"sbatch_args": f"--mem={megabytes}M --cpus-per-task={n_procs}"}
+    if plugin.startswith("SGE"):
+        # h_vmem is per slot in Grid Engine
+        per_slot = max(-(-megabytes // n_procs), 64)
+        pe = f" -pe smp {n_procs}" if n_procs > 1 else ""
+        return {"qsub_args": f"-l h_vmem={per_slot}M{pe}"}
+    return {}
+
+
+def request_resources(workflow, plugin: str) -> None:
+    """Give every node of ``workflow`` its scheduler resource request (cluster plugins)."""
+    for name in workflow.list_node_names():
+        node = workflow.get_node(name)
+        request = scheduler_args(plugin, node.mem_gb, node.n_procs)
+        if request:
+            node.plugin_args = {**request, **(node.plugin_args or {})}

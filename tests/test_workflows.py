@@ -1,0 +1,101 @@
+"""The workflow factories: graphs built and inspected (cheap), resources, and one real run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nipype_maskers.execution import request_resources, scheduler_args
+from nipype_maskers.resources import estimate_mem_gb
+from nipype_maskers.workflows.base import init_maskers_wf
+from nipype_maskers.workflows.denoise import init_denoise_wf
+from nipype_maskers.workflows.masking import init_mask_wf, init_voxel_signals_wf
+from nipype_maskers.workflows.timeseries import (
+    LabelsAtlas,
+    MapsAtlas,
+    SpheresAtlas,
+    init_timeseries_wf,
+)
+
+SHAPE = (97, 115, 97, 300)
+
+
+@pytest.fixture
+def atlases(tmp_path):
+    """Atlas descriptions; graph building only checks that the files exist."""
+    files = {}
+    for name in ("atlas-Parcels_dseg.nii.gz", "atlas-Parcels_dseg.tsv", "maps.nii.gz",
+                 "power.tsv"):
+        files[name] = tmp_path / name
+        files[name].touch()
+    return {
+        "labels": [LabelsAtlas("Parcels", files["atlas-Parcels_dseg.nii.gz"],
+                               files["atlas-Parcels_dseg.tsv"])],
+        "maps": [MapsAtlas("Maps", files["maps.nii.gz"], 16)],
+        "spheres": [SpheresAtlas("Power", files["power.tsv"], 5.0)],
+    }
+
+
+def _edges(workflow):
+    graph = workflow._graph
+    return {(u.name, v.name) for u, v in graph.edges()}
+
+
+def test_every_factory_has_input_and_output_nodes(atlases):
+    for workflow in (init_mask_wf(), init_voxel_signals_wf(), init_denoise_wf(),
+                     init_timeseries_wf(**atlases),
+                     init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, **atlases)):
+        names = workflow.list_node_names()
+        assert any(n.endswith("inputnode") for n in names)
+        assert any(n.endswith("outputnode") for n in names)
+
+
+def test_timeseries_branches_run_in_parallel(atlases, tmp_path):
+    workflow = init_timeseries_wf(**atlases, clean_args={"standardize": "zscore_sample"},
+                                  smoothing_fwhm=6.0, bold_shape=SHAPE)
+    branches = ["labels_Parcels", "maps_Maps", "spheres_Power"]
+    edges = _edges(workflow)
+    for branch in branches:
+        assert ("inputnode", branch) in edges
+        assert not any((other, branch) in edges for other in branches)
+    labels = workflow.get_node("labels_Parcels")
+    assert labels.inputs.lut_file == str(tmp_path / "atlas-Parcels_dseg.tsv")
+    assert labels.inputs.standardize == "zscore_sample"
+    assert labels.inputs.smoothing_fwhm == 6.0
+    assert workflow.get_node("spheres_Power").inputs.radius == 5.0
+
+
+def test_full_workflow_graph_and_memory(atlases):
+    workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
+                               **atlases)
+    names = set(workflow.list_node_names())
+    for expected in ("compute_mask", "load_confounds", "clean_image", "write_derivatives",
+                     "timeseries_wf.labels_Parcels"):
+        assert expected in names
+    clean = workflow.get_node("clean_image")
+    assert clean.mem_gb == pytest.approx(estimate_mem_gb("clean_image", SHAPE))
+    longer = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE[:3] + (1200,),
+                             mask_strategy="epi", **atlases)
+    assert longer.get_node("clean_image").mem_gb > 3 * clean.mem_gb > 1.0
+    assert longer.get_node("timeseries_wf.labels_Parcels").mem_gb == pytest.approx(
+        workflow.get_node("timeseries_wf.labels_Parcels").mem_gb)
+    writes = workflow.get_node("write_derivatives").inputs.entities
+    assert {e.get("atlas") for e in writes} >= {"Parcels", "Maps", "Power"}
+    assert {"desc": "denoised", "suffix": "bold", "extension": ".nii.gz"} in writes
+
+
+def test_fmriprep_mask_skips_the_mask_node(atlases):
+    workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, **atlases)
+    assert "compute_mask" not in workflow.list_node_names()
+
+
+def test_cluster_requests_follow_the_estimates(atlases):
+    workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
+                               **atlases)
+    request_resources(workflow, "SLURM")
+    clean = workflow.get_node("clean_image")
+    megabytes = int(-(-clean.mem_gb * 1024 // 1))
+    assert clean.plugin_args["sbatch_args"] == f"--mem={megabytes}M --cpus-per-task=1"
+    assert scheduler_args("SGE", 2.0) == {"qsub_args": "-l h_vmem=2048M"}
+    assert scheduler_args("MultiProc", 2.0) == {}

@@ -1,0 +1,154 @@
+"""Region time series: labels, maps and spheres extraction in parallel branches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+
+from nipype_maskers.interfaces.regions import (
+    NiftiLabelsMasker,
+    NiftiMapsMasker,
+    NiftiSpheresMasker,
+)
+from nipype_maskers.resources import estimate_mem_gb
+
+
+class LabelsAtlas(NamedTuple):
+    """A labels atlas: a 3D integer image, with an optional BIDS dseg.tsv look-up table."""
+
+    name: str
+    labels_file: Path
+    lut_file: Path | None = None
+
+
+class MapsAtlas(NamedTuple):
+    """A probabilistic atlas: a 4D image, one map per volume."""
+
+    name: str
+    maps_file: Path
+    n_maps: int = 0
+
+
+class SpheresAtlas(NamedTuple):
+    """Seeds (a TSV/CSV of x, y, z [name]) and a radius in mm."""
+
+    name: str
+    seeds_file: Path
+    radius: float | None = None
+
+
+def _node(interface, name: str, mem_gb: float) -> pe.Node:
+    return pe.Node(interface, name=name, mem_gb=mem_gb)
+
+
+def extraction_nodes(
+    *, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
+    spheres: Sequence[SpheresAtlas] = (), clean_args: dict[str, Any] | None = None,
+    smoothing_fwhm: float | None = None, bold_shape: Sequence[int] = (97, 115, 97, 300),
+) -> list[tuple[str, str, pe.Node]]:
+    """One masker node per atlas: (kind, atlas name, node), nodes named ``<kind>_<atlas>``."""
+    common = dict(clean_args or {})
+    if smoothing_fwhm:
+        common["smoothing_fwhm"] = float(smoothing_fwhm)
+    nodes = []
+    for atlas in labels:
+        interface = NiftiLabelsMasker(labels_file=str(atlas.labels_file), **common)
+        if atlas.lut_file:
+            interface.inputs.lut_file = str(atlas.lut_file)
+        nodes.append(("labels", atlas.name, _node(
+            interface, f"labels_{atlas.name}", estimate_mem_gb("labels", bold_shape))))
+    for atlas in maps:
+        nodes.append(("maps", atlas.name, _node(
+            NiftiMapsMasker(maps_file=str(atlas.maps_file), **common), f"maps_{atlas.name}",
+            estimate_mem_gb("maps", bold_shape, n_maps=atlas.n_maps))))
+    for atlas in spheres:
+        interface = NiftiSpheresMasker(seeds_file=str(atlas.seeds_file), **common)
+        if atlas.radius:
+            interface.inputs.radius = float(atlas.radius)
+        nodes.append(("spheres", atlas.name, _node(
+            interface, f"spheres_{atlas.name}", estimate_mem_gb("spheres", bold_shape))))
+    return nodes
+
+
+def init_timeseries_wf(
+    *, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
+    spheres: Sequence[SpheresAtlas] = (), clean_args: dict[str, Any] | None = None,
+    smoothing_fwhm: float | None = None, bold_shape: Sequence[int] = (97, 115, 97, 300),
+    name: str = "timeseries_wf",
+) -> pe.Workflow:
+    """Extract region signals for any combination of labels, maps and spheres atlases.
+
+    Each atlas is its own branch, run in parallel by MultiProc or as its own cluster job;
+    every branch reads the BOLD run once, streamed, and cleans its region signals with the
+    selected confounds and censoring (nilearn's masker order: extract, then clean).
+
+    Workflow Graph
+        .. code-block:: text
+
+            inputnode(bold_file, mask_file, confounds_file, sample_mask_file)
+              |-> labels_<atlas>  --\\
+              |-> maps_<atlas>    ---> merge_timeseries, merge_regions -> outputnode
+              |-> spheres_<atlas> --/
+
+    Parameters
+    ----------
+    labels, maps, spheres : sequences of LabelsAtlas, MapsAtlas, SpheresAtlas
+        The atlases; at least one in all.
+    clean_args : dict, optional
+        Cleaning inputs of the maskers (``detrend``, ``standardize``, ``low_pass``,
+        ``high_pass``, ``t_r``, ``filter`` ...).
+    smoothing_fwhm : float, optional
+        Smoothing before extraction, in mm.
+    bold_shape : (x, y, z, t)
+        The run's shape, for the nodes' memory estimates.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    bold_file, mask_file
+        The run and its brain mask.
+    confounds_file, sample_mask_file
+        The confounds to regress out and the kept volumes (from LoadConfounds); optional.
+
+    Outputs
+    -------
+    timeseries_files, regions_files
+        One ``*_timeseries.tsv`` and one regions table per atlas, in atlas order.
+    atlas_names, atlas_kinds
+        The atlas of each file and its kind ('labels', 'maps', 'spheres').
+    """
+    nodes = extraction_nodes(labels=labels, maps=maps, spheres=spheres, clean_args=clean_args,
+                             smoothing_fwhm=smoothing_fwhm, bold_shape=bold_shape)
+    if not nodes:
+        raise ValueError("init_timeseries_wf: no atlas given (labels, maps or spheres)")
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(
+        fields=["bold_file", "mask_file", "confounds_file", "sample_mask_file"]),
+        name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(
+        fields=["timeseries_files", "regions_files", "atlas_names", "atlas_kinds"]),
+        name="outputnode")
+    outputnode.inputs.atlas_names = [atlas for _, atlas, _ in nodes]
+    outputnode.inputs.atlas_kinds = [kind for kind, _, _ in nodes]
+    merge_timeseries = pe.Node(niu.Merge(len(nodes)), name="merge_timeseries",
+                               run_without_submitting=True)
+    merge_regions = pe.Node(niu.Merge(len(nodes)), name="merge_regions",
+                            run_without_submitting=True)
+    for index, (_, _, node) in enumerate(nodes, start=1):
+        workflow.connect([
+            (inputnode, node, [("bold_file", "in_file"), ("mask_file", "mask_file"),
+                               ("confounds_file", "confounds_file"),
+                               ("sample_mask_file", "sample_mask_file")]),
+            (node, merge_timeseries, [("out_file", f"in{index}")]),
+            (node, merge_regions, [("regions_file", f"in{index}")]),
+        ])  # fmt:skip
+    workflow.connect([
+        (merge_timeseries, outputnode, [("out", "timeseries_files")]),
+        (merge_regions, outputnode, [("out", "regions_files")]),
+    ])  # fmt:skip
+    return workflow
