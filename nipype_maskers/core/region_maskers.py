@@ -13,14 +13,15 @@ gives nilearn's behaviour).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import ImageError, ImageLike, load_img, n_volumes, resolve_volumes
+from .image import ImageError, ImageLike, compute_dtype, load_img, n_volumes, resolve_volumes
 from .label_names import region_names
 from .labels import labels_signals, prepare_labels, region_coverage
 from .maps import maps_signals, prepare_maps
@@ -73,6 +74,16 @@ def _mask_on(mask, grid_affine, grid_shape) -> NDArray[np.bool_] | None:
     return binary
 
 
+def _grid_difference(other, img) -> str:
+    """What differs between two grids: the shapes, or (same shape) the affines."""
+    if tuple(other.shape[:3]) != tuple(img.shape[:3]):
+        return (f"its grid differs from in_file's ({tuple(other.shape[:3])} vs "
+                f"{tuple(img.shape[:3])})")
+    gap = float(np.abs(np.asarray(other.affine) - np.asarray(img.affine)).max())
+    return (f"its affine differs from in_file's (same shape {tuple(img.shape[:3])}, affines "
+            f"differ by up to {gap:.3g})")
+
+
 def _choose_grid(img, others: dict[str, nib.spatialimages.SpatialImage], target: str | None,
                  accepted: Sequence[str | None]) -> _Grids:
     """The working grid for ``resampling_target``: 'data' or the name of another image."""
@@ -84,8 +95,7 @@ def _choose_grid(img, others: dict[str, nib.spatialimages.SpatialImage], target:
             if other is not None and not same_grid(other.shape, other.affine, img.shape,
                                                    img.affine):
                 raise ValueError(
-                    f"{label}: its grid differs from in_file's ({tuple(other.shape[:3])} vs "
-                    f"{tuple(img.shape[:3])}) and resampling_target is None; pass "
+                    f"{label}: {_grid_difference(other, img)} and resampling_target is None; pass "
                     f"resampling_target={accepted[0]!r} (or another of {list(accepted)}) to "
                     "resample, or resample the files onto one grid first"
                 )
@@ -168,6 +178,36 @@ def _prepare(img, volumes, smoothing_fwhm, dtype, name):
     return img, indices, check_fwhm(smoothing_fwhm), check_dtype(dtype)
 
 
+#: The array-level core names its inputs as nilearn does; the users of this module gave files.
+_FILE_NAMES = (("labels_img", "labels_file"), ("maps_img", "maps_file"), ("mask_img", "mask_file"))
+
+
+@contextmanager
+def _in_file_terms() -> Iterator[None]:
+    """Re-raise the core's ValueErrors naming the files (``labels_file``, not ``labels_img``)."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc)
+        for core_name, file_name in _FILE_NAMES:
+            message = message.replace(core_name, file_name)
+        raise ValueError(message) from exc
+
+
+def _spheres_error(exc: ValueError) -> ValueError:
+    """The core's seed errors, with the input they are about and what is expected."""
+    message = str(exc)
+    if message.startswith("seeds outside the image"):
+        message += ("; expected every seed inside in_file's field of view (x, y, z in mm, in "
+                    "the world space of in_file)")
+    elif message.startswith("empty spheres"):
+        message += ("; expected at least one voxel of mask_file in each sphere: move the seed "
+                    "into the mask or increase the radius")
+    elif not message.startswith("spheres "):
+        return ValueError(message.replace("mask_img", "mask_file"))
+    return ValueError("seeds: " + message.replace("mask_img", "mask_file"))
+
+
 def _voxel_volume(affine) -> float:
     return float(abs(np.linalg.det(np.asarray(affine)[:3, :3])))
 
@@ -219,7 +259,10 @@ def labels_masker(
             "image of integer labels (4D probability maps go to NiftiMapsMasker's maps_file)"
         )
     atlas_data = np.asanyarray(atlas.dataobj).reshape(atlas.shape[:3])
-    full = prepare_labels(atlas_data, background_label=background_label)
+    with _in_file_terms():
+        full = prepare_labels(atlas_data, background_label=background_label)
+    labels_names = region_names(full.labels, names=names, lut=lut,
+                                background_label=background_label)
     mask_img = None if mask is None else load_img(mask, name="mask_file")
     grids = _choose_grid(img, {"labels_file": atlas, "mask_file": mask_img},
                          resampling_target, ("data", "labels", None))
@@ -232,7 +275,8 @@ def labels_masker(
         fov = resample_volume(np.ones(img.shape[:3], np.float32), img.affine, grids.affine,
                               grids.shape, interpolation="nearest", clip=False) > 0
     mask_data = _mask_on(mask, grids.affine, grids.shape)
-    regions = prepare_labels(atlas_data, mask_data, background_label=background_label)
+    with _in_file_terms():
+        regions = prepare_labels(atlas_data, mask_data, background_label=background_label)
     if not regions.sizes.any():
         raise ValueError("no region left after masking: the mask and the atlas do not overlap")
     columns = np.searchsorted(full.labels, regions.labels)
@@ -254,8 +298,6 @@ def labels_masker(
     sigma = fwhm_to_sigma(fwhm, grids.affine) if fwhm is not None else None
     signals = _extract(img, indices, regions.voxel_index, reduce, full.labels.size,
                        grids=grids, sigma=sigma, out_dtype=out_dtype, name=name)
-    labels_names = region_names(full.labels, names=names, lut=lut,
-                                background_label=background_label)
     return _finish(signals, labels_names, full.labels, sizes, coverage, indices,
                    min_coverage=min_coverage, drop_empty=drop_empty, clean_args=clean_args)
 
@@ -296,7 +338,14 @@ def maps_masker(
                                                target_shape=grids.shape,
                                                interpolation="linear").dataobj)
     mask_data = _mask_on(mask, grids.affine, grids.shape)
-    regions = prepare_maps(maps_data, mask_data, allow_overlap=allow_overlap)
+    # float64 data or output: solve in float64 (nilearn's lstsq upcasts float32 maps to the
+    # float64 data; a float32 operator loses ~1e-4 once detrending removes the mean).
+    double = np.float64 in (out_dtype, compute_dtype(img))
+    with _in_file_terms():
+        regions = prepare_maps(maps_data, mask_data, allow_overlap=allow_overlap,
+                               dtype=np.float64 if double else None)
+    map_names = list(names) if names is not None else [str(i) for i in range(regions.n_maps)]
+    _check_names(map_names, regions.n_maps, "maps")
     support = np.nan_to_num(maps_data).reshape(-1, maps_data.shape[3], order="F") != 0
     total = support.sum(axis=0)
     if mask_data is not None:
@@ -306,8 +355,6 @@ def maps_masker(
     sigma = fwhm_to_sigma(fwhm, grids.affine) if fwhm is not None else None
     signals = _extract(img, indices, regions.voxel_index, lambda b: maps_signals(b, regions),
                        regions.n_maps, grids=grids, sigma=sigma, out_dtype=out_dtype, name=name)
-    map_names = list(names) if names is not None else [str(i) for i in range(regions.n_maps)]
-    _check_names(map_names, regions.n_maps, "maps")
     return _finish(signals, map_names, np.arange(regions.n_maps), sizes, coverage, indices,
                    min_coverage=min_coverage, drop_empty=drop_empty, clean_args=clean_args)
 
@@ -327,8 +374,13 @@ def spheres_masker(
     img, indices, fwhm, out_dtype = _prepare(img, volumes, smoothing_fwhm, dtype, name)
     shape = tuple(img.shape[:3])
     mask_data = _mask_on(mask, img.affine, shape)
-    regions = prepare_spheres(seeds, radius, img.affine, shape, mask_data=mask_data,
-                              allow_overlap=allow_overlap)
+    try:
+        regions = prepare_spheres(seeds, radius, img.affine, shape, mask_data=mask_data,
+                                  allow_overlap=allow_overlap)
+    except ValueError as exc:
+        raise _spheres_error(exc) from exc
+    seed_names = list(names) if names is not None else [str(i) for i in range(regions.n_seeds)]
+    _check_names(seed_names, regions.n_seeds, "seeds")
     coverage = np.ones(regions.n_seeds)
     if mask_data is not None:
         whole = prepare_spheres(seeds, radius, img.affine, shape, allow_overlap=True)
@@ -337,12 +389,13 @@ def spheres_masker(
     signals = _extract(img, indices, regions.voxel_index, lambda b: spheres_signals(b, regions),
                        regions.n_seeds, grids=_Grids(img.affine, shape, None), sigma=sigma,
                        out_dtype=out_dtype, name=name)
-    seed_names = list(names) if names is not None else [str(i) for i in range(regions.n_seeds)]
-    _check_names(seed_names, regions.n_seeds, "seeds")
     return _finish(signals, seed_names, np.arange(regions.n_seeds), regions.sizes, coverage,
                    indices, min_coverage=None, drop_empty=False, clean_args=clean_args)
 
 
 def _check_names(names: Sequence[str], n: int, what: str) -> None:
     if len(names) != n:
-        raise ValueError(f"names: {len(names)} names for {n} {what}; give one name per entry")
+        raise ValueError(
+            f"labels: {len(names)} names for {n} {what}; expected one name per "
+            f"{what[:-1]} ({n} names, in the order of the {what})"
+        )

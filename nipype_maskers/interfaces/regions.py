@@ -7,6 +7,8 @@ regions: the same columns for every subject processed with one atlas) and ``regi
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, isdefined, traits
 
@@ -78,8 +80,9 @@ class _RegionMasker(SimpleInterface):
             f"{int(i)}\t{name}\t{int(n)}\t{c!r}" for (i, n, c), name in
             zip(table.tolist(), result.names)
         ]
+        signals_text = format_tsv(result.signals, result.names)  # both built before writing
         self._results["regions_file"] = str(save_text("\n".join(lines) + "\n", regions))
-        self._results["out_file"] = str(save_text(format_tsv(result.signals, result.names), out))
+        self._results["out_file"] = str(save_text(signals_text, out))
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in result.volumes]
@@ -88,8 +91,12 @@ class _RegionMasker(SimpleInterface):
 
 class _LabelsInputSpec(_RegionMaskerInputSpec):
     labels_file = File(exists=True, mandatory=True, desc="3D integer atlas (NIfTI)")
-    labels = traits.List(traits.Str, xor=["lut_file"],
-                         desc="region names, nilearn's rule: in order of the sorted labels")
+    labels = traits.List(
+        traits.Str, xor=["lut_file"],
+        desc="region names in ascending label order: one per region, or one per label value "
+        "with the background's at its position (another count is an error: nilearn pads "
+        "with 'unknown', which would give duplicate TSV columns)",
+    )
     lut_file = File(exists=True, xor=["labels"],
                     desc="BIDS dseg.tsv look-up table with 'index' and 'name' columns")
     background_label = traits.Int(0, usedefault=True, desc="the label of 'no region'")
@@ -112,13 +119,27 @@ class NiftiLabelsMasker(_RegionMasker):
 
     def _extract(self, img, common):
         lut = read_lut(self.inputs.lut_file) if isdefined(self.inputs.lut_file) else None
-        return region_maskers.labels_masker(
-            img, self.inputs.labels_file, background_label=self.inputs.background_label,
-            resampling_target=self.inputs.resampling_target, strategy=self.inputs.strategy,
-            names=defined(self.inputs.labels), lut=lut,
-            min_coverage=defined(self.inputs.min_coverage), drop_empty=self.inputs.drop_empty,
-            **common,
-        )
+        with warnings.catch_warnings():
+            # The core warns and pads or drops names (nilearn's rule); a TSV header must not.
+            warnings.filterwarnings("error", message="labels has ", category=UserWarning)
+            try:
+                return region_maskers.labels_masker(
+                    img, self.inputs.labels_file, background_label=self.inputs.background_label,
+                    resampling_target=self.inputs.resampling_target,
+                    strategy=self.inputs.strategy, names=defined(self.inputs.labels), lut=lut,
+                    min_coverage=defined(self.inputs.min_coverage),
+                    drop_empty=self.inputs.drop_empty, **common,
+                )
+            except UserWarning as exc:
+                counts = str(exc).split(";")[0]
+                raise ValueError(f"{counts}; {_expected_names(counts)}") from None
+
+
+def _expected_names(counts: str) -> str:
+    """What a ``labels`` list should hold, from the core's '... (background and N regions)'."""
+    n_regions = counts.rsplit("background and ", 1)[-1].split(" ")[0]
+    return (f"expected {n_regions} names (one per region, in ascending label order), or one "
+            "more with the background's name at its position; or give lut_file")
 
 
 class _MapsInputSpec(_RegionMaskerInputSpec):
@@ -158,7 +179,10 @@ class _SpheresSpecMixin(traits.HasTraits):
 def seeds_from(inputs) -> tuple[np.ndarray, list[str] | None]:
     """Seeds and their names from ``seeds`` or ``seeds_file`` (exactly one)."""
     if isdefined(inputs.seeds_file):
-        return read_seeds(inputs.seeds_file)
+        try:
+            return read_seeds(inputs.seeds_file)
+        except ValueError as exc:
+            raise ValueError(f"seeds_file: {exc}") from exc
     if isdefined(inputs.seeds) and inputs.seeds:
         return np.asarray(inputs.seeds, dtype=np.float64), None
     raise ValueError("seeds: give seeds (a list of (x, y, z) in mm) or seeds_file")
@@ -187,7 +211,8 @@ class NiftiSpheresMasker(_RegionMasker):
 
 class _SignalsToImageInputSpec(MaskersInputSpec, _SpheresSpecMixin):
     in_file = File(exists=True, mandatory=True,
-                   desc="region signals: a TSV written by a region masker (or .npy)")
+                   desc="region signals: a TSV written by a region masker (its first row is "
+                   "the header), or a .npy")
     labels_file = File(exists=True, xor=["maps_file", "seeds", "seeds_file"],
                        desc="the labels atlas the signals came from")
     maps_file = File(exists=True, xor=["labels_file", "seeds", "seeds_file"],
@@ -195,6 +220,34 @@ class _SignalsToImageInputSpec(MaskersInputSpec, _SpheresSpecMixin):
     mask_file = File(exists=True, desc="mask (required for spheres: the output grid)")
     background_label = traits.Int(0, usedefault=True, desc="labels: the label of 'no region'")
     allow_overlap = traits.Bool(False, usedefault=True, desc="spheres: allow shared voxels")
+
+
+def read_signals(path: str) -> np.ndarray:
+    """Region signals from a ``.npy`` or from a region masker's TSV.
+
+    The TSV's first row is always its header, even when the region names are numbers (the
+    default names are the label values or the indices, which ``read_matrix`` would take for a
+    row of data); ``n/a`` is NaN.
+    """
+    if path.endswith(".npy"):
+        return read_matrix(path)[0]
+    delimiter = "," if path.endswith(".csv") else "\t"
+    with open(path, encoding="utf-8") as stream:
+        rows = [line.rstrip("\r\n").split(delimiter) for line in stream if line.strip()]
+    if len(rows) < 2:
+        raise ValueError(f"in_file: '{path}' has no row of signals; expected a header row of "
+                         "region names and one row per volume (a region masker's TSV)")
+    width = len(rows[0])
+    bad = next((n for n, row in enumerate(rows[1:], start=2) if len(row) != width), None)
+    if bad is not None:
+        raise ValueError(f"in_file: '{path}' line {bad} has {len(rows[bad - 1])} values; the "
+                         f"header names {width} regions")
+    try:
+        return np.array([[np.nan if v.strip() in ("n/a", "NaN", "nan", "") else float(v)
+                          for v in row] for row in rows[1:]])
+    except ValueError as exc:
+        raise ValueError(f"in_file: '{path}' has a non-numeric value ({exc}); expected "
+                         "numbers or n/a below the header") from None
 
 
 class _SignalsToImageOutputSpec(TraitedSpec):
@@ -208,7 +261,7 @@ class SignalsToImage(SimpleInterface):
     output_spec = _SignalsToImageOutputSpec
 
     def _run_interface(self, runtime):
-        signals, _ = read_matrix(self.inputs.in_file)
+        signals = read_signals(self.inputs.in_file)
         mask = defined(self.inputs.mask_file)
         if isdefined(self.inputs.labels_file):
             img = region_images.labels_image(signals, self.inputs.labels_file, mask=mask,
