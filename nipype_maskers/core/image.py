@@ -310,13 +310,15 @@ def iter_volumes(
 
 
 def _iter_in_memory(img, wanted, groups, dtype):
+    # Always a copy: callers smooth and clean the volume in place, and an in-memory image's
+    # array belongs to the caller.
     proxy = img.dataobj
-    for volume_index, positions in zip(wanted, groups):
+    for volume_index, positions in zip(wanted, groups, strict=True):
         if len(img.shape) == 3:
             volume = np.asanyarray(proxy)
         else:
             volume = np.asanyarray(proxy[..., int(volume_index)])
-        yield positions, np.asarray(volume, dtype=dtype, order="F")
+        yield positions, np.array(volume, dtype=dtype, order="F", copy=True)
 
 
 def _iter_file(img, wanted, groups, dtype, name):
