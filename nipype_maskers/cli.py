@@ -1,102 +1,247 @@
-"""The ``nipype-maskers`` command line."""
+"""The ``nipype-maskers`` command line.
+
+Three forms::
+
+    nipype-maskers FMRIPREP_DIR OUTPUT_DIR participant [options]   # a BIDS App
+    nipype-maskers extract --bold BOLD --out OUTPUT_DIR [options]  # one run, by its files
+    nipype-maskers demo OUTPUT_DIR                                 # the bundled demo
+
+Bad arguments are reported in one line with exit code 2 before any work starts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
-DEMO_SUBJECTS = ("01", "02")
+from . import __version__
+
+PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
+DENOISE = ("simple", "scrubbing", "compcor", "ica_aroma", "none")
+MASK_STRATEGIES = ("fmriprep", "background", "epi", "whole-brain-template", "gm-template",
+                   "wm-template")
+EPILOG = """\
+examples:
+  nipype-maskers demo demo_output
+  nipype-maskers /data/derivatives/fmriprep /data/derivatives/maskers participant \\
+      --participant-label 01 02 --task rest --space MNI152NLin2009cAsym \\
+      --atlas atlas-Schaefer400_dseg.nii.gz:atlas-Schaefer400_dseg.tsv --denoise simple
+  nipype-maskers extract --bold sub-01_task-rest_desc-preproc_bold.nii.gz \\
+      --confounds sub-01_task-rest_desc-confounds_timeseries.tsv \\
+      --seeds power2011.tsv --radius 5 --out results/
+
+Outputs are BIDS derivatives (sub-*/func/*_atlas-<name>_timeseries.tsv + .json,
+*_desc-denoised_bold.nii.gz); an atlas's name is its atlas-<name> entity, or its file name.
+"""
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class UsageError(Exception):
+    """A bad argument: reported in one line, exit code 2."""
+
+
+def _add_processing_options(parser: argparse.ArgumentParser) -> None:
+    atlases = parser.add_argument_group("atlases (any combination; each is its own branch)")
+    atlases.add_argument("--atlas", action="append", default=[], metavar="LABELS[:LUT]",
+                         help="3D labels atlas (NIfTI), optionally with its BIDS dseg.tsv")
+    atlases.add_argument("--maps", action="append", default=[], metavar="MAPS",
+                         help="4D probabilistic atlas (NIfTI), one map per volume")
+    atlases.add_argument("--seeds", action="append", default=[], metavar="SEEDS",
+                         help="TSV/CSV of sphere centres (x, y, z in mm [, name])")
+    atlases.add_argument("--radius", type=float, help="sphere radius in mm (with --seeds)")
+    cleaning = parser.add_argument_group("denoising (nilearn's names and defaults)")
+    cleaning.add_argument("--denoise", choices=DENOISE, default="simple",
+                          help="nilearn's load_confounds_strategy preset (default: simple)")
+    cleaning.add_argument("--mask-strategy", choices=MASK_STRATEGIES, default="fmriprep",
+                          help="'fmriprep' uses the run's desc-brain_mask, else nilearn's "
+                          "strategy computes one (default: fmriprep)")
+    cleaning.add_argument("--smoothing-fwhm", type=float, metavar="MM",
+                          help="smoothing before region extraction")
+    cleaning.add_argument("--low-pass", type=float, metavar="HZ")
+    cleaning.add_argument("--high-pass", type=float, metavar="HZ")
+    cleaning.add_argument("--detrend", action="store_true", help="remove linear trends")
+    cleaning.add_argument("--standardize", choices=("zscore_sample", "zscore", "psc", "none"),
+                          default="zscore_sample", help="(default: zscore_sample)")
+    cleaning.add_argument("--t-r", type=float, metavar="SECONDS",
+                          help="repetition time (default: from the NIfTI header)")
+    cleaning.add_argument("--no-denoised-bold", action="store_true",
+                          help="do not write the voxel-wise denoised BOLD run")
+    execution = parser.add_argument_group("execution")
+    execution.add_argument("--work-dir", type=Path, help="Nipype work dir (cache)")
+    execution.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
+    execution.add_argument("--plugin-args", metavar="JSON", help="extra plugin arguments")
+    execution.add_argument("--sbatch-args", default="", help="extra sbatch arguments (SLURM)")
+    execution.add_argument("--qsub-args", default="", help="extra qsub arguments (SGE)")
+    execution.add_argument("--nprocs", type=int, default=os.cpu_count() or 1,
+                           help="parallel processes (MultiProc; default: all cores)")
+    execution.add_argument("--mem-gb", type=float,
+                           help="memory budget: MultiProc never runs nodes whose summed "
+                           "estimates exceed it")
+
+
+def build_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The three parsers: 'participant' (the BIDS App), 'extract' and 'demo'."""
+    common = {"formatter_class": argparse.RawDescriptionHelpFormatter, "epilog": EPILOG}
+    app = argparse.ArgumentParser(
         prog="nipype-maskers",
-        description="nilearn's maskers as Nipype workflows: brain volumes to data matrices "
-        "and back.",
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    demo = commands.add_parser(
-        "demo", help="build a small synthetic dataset and run the workflows on it",
-        description="Build synthetic BOLD runs on the MNI 2 mm grid in OUTPUT_DIR/data/, "
-        "compute each run's EPI mask, extract the smoothed voxel signals and paint them back, "
-        "with Nipype's MultiProc plugin (work dir OUTPUT_DIR/work/). Running it again into the "
-        "same folder reuses every cached result.",
-    )
-    demo.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path)
-    demo.add_argument("--n-volumes", type=int, default=60,
-                      help="volumes per synthetic run (default: %(default)s)")
-    demo.add_argument("--nprocs", type=int, default=2,
-                      help="parallel processes for MultiProc (default: %(default)s)")
-    demo.add_argument("--smoothing-fwhm", type=float, default=6.0,
-                      help="smoothing FWHM in mm (default: %(default)s)")
-    return parser
+        usage="nipype-maskers FMRIPREP_DIR OUTPUT_DIR participant [options]\n"
+              "       nipype-maskers extract --bold BOLD --out OUTPUT_DIR [options]\n"
+              "       nipype-maskers demo OUTPUT_DIR [options]",
+        description="nilearn's maskers as Nipype workflows: fMRIPrep derivatives in, "
+        "denoised BOLD and region time series out, as BIDS derivatives.", **common)
+    app.add_argument("fmriprep_dir", type=Path, metavar="FMRIPREP_DIR")
+    app.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    app.add_argument("analysis_level", choices=("participant",), metavar="participant")
+    app.add_argument("--version", action="version", version=f"nipype-maskers {__version__}")
+    select = app.add_argument_group("which runs")
+    select.add_argument("--participant-label", nargs="+", metavar="LABEL")
+    select.add_argument("--session-label", metavar="LABEL")
+    select.add_argument("--task", metavar="LABEL")
+    select.add_argument("--run", metavar="LABEL")
+    select.add_argument("--space", metavar="LABEL")
+    _add_processing_options(app)
+
+    extract = argparse.ArgumentParser(
+        prog="nipype-maskers extract", description="Process one run given by its files.",
+        **common)
+    extract.add_argument("--bold", type=Path, required=True)
+    extract.add_argument("--mask", type=Path, help="brain mask (else computed: see "
+                         "--mask-strategy)")
+    extract.add_argument("--confounds", type=Path, help="fMRIPrep confounds TSV")
+    extract.add_argument("--out", type=Path, required=True, metavar="OUTPUT_DIR")
+    _add_processing_options(extract)
+
+    demo = argparse.ArgumentParser(
+        prog="nipype-maskers demo",
+        description="Build a small fMRIPrep-like dataset (two subjects, MNI 2 mm) in "
+        "OUTPUT_DIR/fmriprep/, run the full workflow on it with MultiProc (work dir "
+        "OUTPUT_DIR/work/, derivatives in OUTPUT_DIR/nipype_maskers/) and print where the "
+        "outputs are. Run again into the same folder, it recomputes nothing.", **common)
+    demo.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    demo.add_argument("--n-volumes", type=int, default=100)
+    demo.add_argument("--nprocs", type=int, default=2)
+    return {"participant": app, "extract": extract, "demo": demo}
 
 
-def _write_demo_data(data_dir: Path, n_volumes: int) -> list[Path]:
-    import nibabel as nib
+def atlas_name(path: Path) -> str:
+    """An atlas's name: its ``atlas-<name>`` entity, else its file name, alphanumerics only."""
+    from .bids import parse_entities, validate_label
 
-    from .demo_data import synthetic_bold
-    from .interfaces.io import save_nifti
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for seed, subject in enumerate(DEMO_SUBJECTS):
-        path = data_dir / f"sub-{subject}_task-rest_space-MNI152NLin2009cAsym_bold.nii.gz"
-        if not path.exists() or nib.load(path).shape[-1] != n_volumes:
-            img, _, _ = synthetic_bold(n_volumes, seed=seed)
-            save_nifti(img, path)
-        paths.append(path)
-    return paths
+    name = parse_entities(path).get("atlas")
+    if not name:
+        stem = path.name.split(".")[0]
+        name = "".join(c for c in stem.title() if c.isalnum())
+    return validate_label(name, "atlas")
 
 
-def run_demo(output_dir: Path, *, n_volumes: int, nprocs: int, smoothing_fwhm: float) -> int:
-    """Run the demo; return the exit code."""
-    from nipype import config, logging
-    from nipype.interfaces import utility as niu
-    from nipype.pipeline import engine as pe
+def _existing(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UsageError(f"{what}: no such file or folder '{path}'")
+    return path.resolve()
 
-    from nipype_maskers.workflows.masking import init_voxel_signals_wf
 
-    output_dir = output_dir.resolve()
-    started = time.monotonic()
-    print(f"Writing {len(DEMO_SUBJECTS)} synthetic runs of {n_volumes} volumes to "
-          f"{output_dir / 'data'}")
-    bold_files = _write_demo_data(output_dir / "data", n_volumes)
-    config.update_config({"execution": {"crashdump_dir": str(output_dir / "work" / "crash"),
-                                        "remove_unnecessary_outputs": False}})
-    logging.update_logging(config)
-    workflow = pe.Workflow(name="nipype_maskers_demo", base_dir=str(output_dir / "work"))
-    subjects = pe.Node(niu.IdentityInterface(fields=["in_file"]), name="subjects")
-    subjects.iterables = ("in_file", [str(p) for p in bold_files])
-    signals_wf = init_voxel_signals_wf(mask_strategy="epi", smoothing_fwhm=smoothing_fwhm)
-    workflow.connect(subjects, "in_file", signals_wf, "inputnode.in_file")
-    graph = workflow.run(plugin="MultiProc", plugin_args={"n_procs": nprocs})
-    import numpy as np
+def parse_atlases(args) -> dict[str, list]:
+    """The --atlas/--maps/--seeds options as the workflows' atlas descriptions."""
+    from .workflows.timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas
 
-    print(f"\nDone in {time.monotonic() - started:.1f} s. Outputs:")
-    for node in graph.nodes():
-        if node.name in ("nifti_masker", "unmask"):
-            result = node.result.outputs
-            print(f"  {node.name:13s} {result.out_file}")
-            if node.name == "nifti_masker":
-                shape = np.load(result.out_file, mmap_mode="r").shape
-                print(f"  {'':13s} {shape[0]} volumes x {shape[1]} voxels; mask "
-                      f"{result.mask_file}")
-    return 0
+    labels, maps, spheres = [], [], []
+    for spec in args.atlas:
+        image, _, lut = spec.partition(":")
+        image_path = _existing(Path(image), "--atlas")
+        labels.append(LabelsAtlas(atlas_name(image_path), image_path,
+                                  _existing(Path(lut), "--atlas LUT") if lut else None))
+    for spec in args.maps:
+        import nibabel as nib
+
+        path = _existing(Path(spec), "--maps")
+        shape = nib.load(path).shape
+        if len(shape) != 4:
+            raise UsageError(f"--maps: '{path}' is not a 4D image (shape {shape})")
+        maps.append(MapsAtlas(atlas_name(path), path, int(shape[3])))
+    for spec in args.seeds:
+        path = _existing(Path(spec), "--seeds")
+        spheres.append(SpheresAtlas(atlas_name(path), path, args.radius))
+    if args.radius is not None and not args.seeds:
+        raise UsageError("--radius: only meaningful with --seeds")
+    if args.radius is not None and args.radius < 0:
+        raise UsageError(f"--radius: must be >= 0 mm, got {args.radius}")
+    names = [a.name for a in labels + maps + spheres]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UsageError(f"atlases: two atlases share the name {duplicates[0]!r}; rename one "
+                         "file (its atlas-<name> entity names its outputs)")
+    return {"labels": labels, "maps": maps, "spheres": spheres}
+
+
+def processing_options(args) -> dict[str, Any]:
+    """The workflow factory's keyword arguments from the processing options."""
+    if args.low_pass is not None and args.high_pass is not None and \
+            args.high_pass >= args.low_pass:
+        raise UsageError(f"--high-pass ({args.high_pass} Hz) must be below --low-pass "
+                         f"({args.low_pass} Hz)")
+    for option in ("low_pass", "high_pass", "smoothing_fwhm", "t_r"):
+        value = getattr(args, option)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{option.replace('_', '-')}: must be > 0, got {value}")
+    clean_args: dict[str, Any] = {"detrend": args.detrend}
+    if args.standardize != "none":
+        clean_args["standardize"] = args.standardize
+    for option in ("low_pass", "high_pass", "t_r"):
+        if getattr(args, option) is not None:
+            clean_args[option] = getattr(args, option)
+    atlases = parse_atlases(args)
+    if args.no_denoised_bold and not any(atlases.values()):
+        raise UsageError("nothing to do: --no-denoised-bold and no --atlas/--maps/--seeds")
+    return {
+        "mask_strategy": args.mask_strategy,
+        "denoise_strategy": None if args.denoise == "none" else args.denoise,
+        "clean_args": clean_args, "smoothing_fwhm": args.smoothing_fwhm,
+        "denoised_bold": not args.no_denoised_bold, **atlases,
+    }
+
+
+def execution_options(args) -> tuple[str, dict[str, Any]]:
+    """The plugin and its arguments."""
+    plugin_args: dict[str, Any] = {}
+    if args.plugin_args:
+        try:
+            plugin_args = json.loads(args.plugin_args)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--plugin-args: not valid JSON ({exc})") from None
+        if not isinstance(plugin_args, dict):
+            raise UsageError("--plugin-args: expected a JSON object")
+    if args.sbatch_args and not args.plugin.startswith("SLURM"):
+        raise UsageError("--sbatch-args: only with --plugin SLURM or SLURMGraph")
+    if args.qsub_args and not args.plugin.startswith("SGE"):
+        raise UsageError("--qsub-args: only with --plugin SGE or SGEGraph")
+    if args.nprocs < 1:
+        raise UsageError(f"--nprocs: must be >= 1, got {args.nprocs}")
+    if args.mem_gb is not None and args.mem_gb <= 0:
+        raise UsageError(f"--mem-gb: must be > 0, got {args.mem_gb}")
+    return args.plugin, plugin_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``nipype-maskers``."""
-    args = _build_parser().parse_args(argv)
-    if args.command == "demo":
-        if args.n_volumes < 2:
-            print("nipype-maskers demo: error: --n-volumes must be at least 2", file=sys.stderr)
-            return 2
-        return run_demo(args.output_dir, n_volumes=args.n_volumes, nprocs=args.nprocs,
-                        smoothing_fwhm=args.smoothing_fwhm)
-    return 2  # pragma: no cover - argparse requires a command
+    """Entry point of ``nipype-maskers``: returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parsers = build_parsers()
+    form = argv[0] if argv and argv[0] in ("extract", "demo") else "participant"
+    parser = parsers[form]
+    args = parser.parse_args(argv[1:] if form != "participant" else argv)
+    from . import commands
+
+    try:
+        if form == "demo":
+            return commands.demo(args)
+        if form == "extract":
+            return commands.extract(args)
+        return commands.participant(args)
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

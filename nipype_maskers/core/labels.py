@@ -119,7 +119,7 @@ def _flat_labels(labels_data: ArrayLike, background_label: int) -> tuple[np.ndar
         finite = np.isfinite(flat)
         bad = finite & (flat != np.round(flat))
         if bad.any():
-            example = flat[np.flatnonzero(bad)[0]]
+            example = flat[np.flatnonzero(bad)[0]].item()
             raise ValueError(
                 f"labels_img must hold integer label values; found {int(bad.sum())} voxels with "
                 f"non-integer values such as {example!r}. A labels atlas must be resampled with "
