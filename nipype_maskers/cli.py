@@ -73,8 +73,10 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
     execution.add_argument("--work-dir", type=Path, help="Nipype work dir (cache)")
     execution.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
     execution.add_argument("--plugin-args", metavar="JSON", help="extra plugin arguments")
-    execution.add_argument("--sbatch-args", default="", help="extra sbatch arguments (SLURM)")
-    execution.add_argument("--qsub-args", default="", help="extra qsub arguments (SGE)")
+    execution.add_argument("--sbatch-args", default="", metavar="ARGS",
+                           help="extra sbatch arguments, e.g. --sbatch-args=\"--time=1:00:00\"")
+    execution.add_argument("--qsub-args", default="", metavar="ARGS",
+                           help="extra qsub arguments, e.g. --qsub-args=\"-q all.q\"")
     execution.add_argument("--nprocs", type=int, default=os.cpu_count() or 1,
                            help="parallel processes (MultiProc; default: all cores)")
     execution.add_argument("--mem-gb", type=float,
@@ -130,10 +132,15 @@ def atlas_name(path: Path) -> str:
     """An atlas's name: its ``atlas-<name>`` entity, else its file name, alphanumerics only."""
     from .bids import parse_entities, validate_label
 
-    name = parse_entities(path).get("atlas")
+    try:
+        name = parse_entities(path).get("atlas")
+    except ValueError:  # not a BIDS name: the file name serves
+        name = None
     if not name:
-        stem = path.name.split(".")[0]
-        name = "".join(c for c in stem.title() if c.isalnum())
+        stem = path.name
+        for ext in (".nii.gz", ".nii", ".tsv", ".csv", ".txt"):
+            stem = stem[: -len(ext)] if stem.endswith(ext) else stem
+        name = "".join(c for c in stem.replace(".", " ").title() if c.isalnum())
     return validate_label(name, "atlas")
 
 

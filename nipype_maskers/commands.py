@@ -1,0 +1,174 @@
+"""What each command-line form does: find the runs, build one workflow per run, run them."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from .cli import UsageError, execution_options, processing_options
+
+
+def _shape(path: Path) -> tuple[int, ...]:
+    import nibabel as nib
+
+    try:
+        return tuple(int(s) for s in nib.load(path).shape)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise UsageError(f"'{path}' is not a readable NIfTI image ({exc})") from None
+
+
+def _check_run(run, options: dict[str, Any], label: str) -> None:
+    if options["mask_strategy"] == "fmriprep" and run.mask is None:
+        raise UsageError(f"{label}: no desc-brain_mask found next to '{run.bold.name}'; pass "
+                         "--mask-strategy epi (or another strategy) to compute one")
+    if options["denoise_strategy"] and run.confounds is None:
+        raise UsageError(f"{label}: no desc-confounds_timeseries.tsv found for "
+                         f"'{run.bold.name}'; pass --denoise none to skip denoising")
+
+
+def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Path):
+    """The top workflow: one ``init_maskers_wf`` per run, named after the run's entities."""
+    from nipype.pipeline import engine as pe
+
+    from .execution import workflow_name
+    from .workflows.base import init_maskers_wf
+
+    top = pe.Workflow(name="nipype_maskers_wf", base_dir=str(work_dir))
+    names = []
+    for run in runs:
+        name = workflow_name(run.entities)
+        names.append(name[: -len("_wf")])
+        run_wf = init_maskers_wf(output_dir=output_dir, bold_shape=_shape(run.bold),
+                                 name=name, **options)
+        run_wf.inputs.inputnode.bold_file = str(run.bold)
+        if run.mask is not None:
+            run_wf.inputs.inputnode.mask_file = str(run.mask)
+        if run.confounds is not None:
+            run_wf.inputs.inputnode.confounds_file = str(run.confounds)
+        top.add_nodes([run_wf])
+    return top, names
+
+
+def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Path) -> int:
+    """Build, configure and run; print the summary. Returns the exit code."""
+    from nipype import config, logging
+
+    from .execution import Progress, plugin_settings, request_resources, run_workflows
+
+    plugin, plugin_args = execution_options(args)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    crash_dir = work_dir / "crash"
+    config.update_config({
+        "execution": {"crashdump_dir": str(crash_dir), "crashfile_format": "txt",
+                      "stop_on_first_crash": "false", "remove_unnecessary_outputs": "false",
+                      "poll_sleep_duration": 1},
+        "logging": {"workflow_level": "WARNING", "interface_level": "WARNING"},
+    })
+    logging.update_logging(config)
+    workflow, names = build_workflow(runs, options, output_dir, work_dir)
+    request_resources(workflow, plugin)
+    if plugin.startswith("SLURM") and args.sbatch_args:
+        plugin_args.setdefault("sbatch_args", args.sbatch_args)
+    if plugin.startswith("SGE") and args.qsub_args:
+        plugin_args.setdefault("qsub_args", args.qsub_args)
+    progress = Progress(total=len(workflow.list_node_names()))
+    print(f"Processing {len(runs)} run(s) with {plugin}: {', '.join(names)}", flush=True)
+    settings = plugin_settings(plugin, nprocs=getattr(args, "nprocs", None),
+                               mem_gb=getattr(args, "mem_gb", None), plugin_args=plugin_args,
+                               progress=progress)
+    return run_workflows(workflow, plugin=plugin, plugin_args=settings, crash_dir=crash_dir,
+                         runs=names)
+
+
+def participant(args: argparse.Namespace) -> int:
+    """The BIDS-App form."""
+    from .bids import find_fmriprep_runs
+
+    if not args.fmriprep_dir.is_dir():
+        raise UsageError(f"FMRIPREP_DIR: no such folder '{args.fmriprep_dir}'")
+    options = processing_options(args)
+    execution_options(args)
+    try:
+        runs = find_fmriprep_runs(args.fmriprep_dir, participant_label=args.participant_label,
+                                  session=args.session_label, task=args.task, run=args.run,
+                                  space=args.space)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    for run in runs:
+        _check_run(run, options, run.bold.name)
+    output_dir = args.output_dir.resolve()
+    work_dir = (args.work_dir or Path.cwd() / "work").resolve()
+    if output_dir == args.fmriprep_dir.resolve():
+        raise UsageError("OUTPUT_DIR: must differ from FMRIPREP_DIR")
+    return execute(runs, options, args, output_dir, work_dir)
+
+
+def extract(args: argparse.Namespace) -> int:
+    """One run given by its files."""
+    from .bids import BoldRun, parse_entities
+
+    bold = args.bold.resolve()
+    if not bold.is_file():
+        raise UsageError(f"--bold: no such file '{args.bold}'")
+    for option in ("mask", "confounds"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            raise UsageError(f"--{option}: no such file '{path}'")
+    try:
+        entities = parse_entities(bold)
+    except ValueError:
+        entities = {}
+    if "sub" not in entities:
+        raise UsageError(f"--bold: '{bold.name}' carries no sub-<label> entity; outputs are "
+                         "named after the BIDS entities of the input (rename it, e.g. "
+                         "sub-01_task-rest_bold.nii.gz)")
+    options = processing_options(args)
+    if args.mask is None and options["mask_strategy"] == "fmriprep":
+        options["mask_strategy"] = "epi"
+    run = BoldRun(bold, args.mask.resolve() if args.mask else None,
+                  args.confounds.resolve() if args.confounds else None, None, entities)
+    if options["denoise_strategy"] and run.confounds is None:
+        raise UsageError("--confounds: needed for --denoise "
+                         f"{options['denoise_strategy']} (or pass --denoise none)")
+    work_dir = (args.work_dir or args.out / "work").resolve()
+    return execute([run], options, args, args.out.resolve(), work_dir)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Build the demo dataset and run the full workflow on it."""
+    from .bids import find_fmriprep_runs
+    from .demo_data import write_demo_atlases, write_fmriprep_dataset
+
+    if args.n_volumes < 20:
+        raise UsageError(f"--n-volumes: at least 20 (for the filters), got {args.n_volumes}")
+    root = args.output_dir.resolve()
+    started = time.monotonic()
+    print(f"Building the demo dataset in {root / 'fmriprep'} ...", flush=True)
+    write_fmriprep_dataset(root / "fmriprep", n_volumes=args.n_volumes)
+    atlases = write_demo_atlases(root / "atlases")
+    demo_args = build_demo_args(args, atlases)
+    options = processing_options(demo_args)
+    runs = find_fmriprep_runs(root / "fmriprep")
+    output_dir = root / "nipype_maskers"
+    code = execute(runs, options, demo_args, output_dir, root / "work")
+    print(f"\nDone in {time.monotonic() - started:.0f} s. Derivatives in {output_dir}:")
+    for path in sorted(output_dir.rglob("sub-*")):
+        if path.is_file() and path.suffix != ".json":
+            print(f"  {path.relative_to(output_dir)}")
+    return code
+
+
+def build_demo_args(args: argparse.Namespace, atlases) -> argparse.Namespace:
+    """The demo's options, as if given on the command line."""
+    from .cli import build_parsers
+
+    argv = [str(args.output_dir / "fmriprep"), str(args.output_dir / "nipype_maskers"),
+            "participant", "--atlas", f"{atlases.labels}:{atlases.labels_lut}",
+            "--maps", str(atlases.maps), "--seeds", str(atlases.seeds), "--radius", "5",
+            "--denoise", "simple", "--high-pass", "0.01", "--low-pass", "0.1",
+            "--smoothing-fwhm", "6", "--nprocs", str(args.nprocs)]
+    return build_parsers()["participant"].parse_args(argv)
+
