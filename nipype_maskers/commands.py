@@ -55,7 +55,14 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     """Build, configure and run; print the summary. Returns the exit code."""
     from nipype import config, logging
 
-    from .execution import Progress, plugin_settings, request_resources, run_workflows
+    from .execution import (
+        Progress,
+        count_steps,
+        plugin_settings,
+        request_resources,
+        run_label,
+        run_workflows,
+    )
 
     plugin, plugin_args = execution_options(args)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -74,13 +81,15 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
         plugin_args.setdefault("sbatch_args", args.sbatch_args)
     if plugin.startswith("SGE") and args.qsub_args:
         plugin_args.setdefault("qsub_args", args.qsub_args)
-    progress = Progress(total=len(workflow.list_node_names()))
-    print(f"Processing {len(runs)} run(s) with {plugin}: {', '.join(names)}", flush=True)
+    labels = {f"{name}_wf": run_label(run.entities) for name, run in zip(names, runs, strict=True)}
+    progress = Progress(total=count_steps(workflow), labels=labels)
+    print(f"Processing {len(runs)} run(s) with {plugin}: "
+          f"{', '.join(labels.values())}", flush=True)
     settings = plugin_settings(plugin, nprocs=getattr(args, "nprocs", None),
                                mem_gb=getattr(args, "mem_gb", None), plugin_args=plugin_args,
                                progress=progress)
     return run_workflows(workflow, plugin=plugin, plugin_args=settings, crash_dir=crash_dir,
-                         runs=names)
+                         runs=labels)
 
 
 def participant(args: argparse.Namespace) -> int:

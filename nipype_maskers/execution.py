@@ -22,11 +22,21 @@ def workflow_name(entities: dict[str, str]) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "", "_".join(parts)) + "_wf"
 
 
+def run_label(entities: dict[str, str]) -> str:
+    """How a run is named to the user: its BIDS entities, e.g. ``sub-01 task-rest run-1``."""
+    keys = ("sub", "ses", "task", "acq", "run", "echo", "space")
+    return " ".join(f"{k}-{entities[k]}" for k in keys if entities.get(k))
+
+
 @dataclass
 class Progress:
-    """Nipype ``status_callback``: a line per finished node, with the run and the count."""
+    """Nipype ``status_callback``: a line per finished step, with its run and the count.
+
+    Bookkeeping nodes (merges, selections) run inside the scheduler and are counted silently.
+    """
 
     total: int
+    labels: dict[str, str] = field(default_factory=dict)
     stream: Any = sys.stdout
     done: int = 0
     failed: list[str] = field(default_factory=list)
@@ -38,14 +48,25 @@ class Progress:
             self.started[name] = time.monotonic()
             return
         self.done += 1
-        elapsed = time.monotonic() - self.started.pop(name, time.monotonic())
-        run, _, step = name.partition(".")[2].partition(".")
-        run = run[: -len("_wf")] if run.endswith("_wf") else run
-        word = "done" if status == "end" else "FAILED"
         if status != "end":
             self.failed.append(name)
-        print(f"[{self.done}/{self.total}] {run}: {step or node.name} {word} "
-              f"({elapsed:.1f} s)", file=self.stream, flush=True)
+        elif getattr(node, "run_without_submitting", False):
+            return
+        since = self.started.pop(name, None)
+        elapsed = f" ({time.monotonic() - since:.1f} s)" if since is not None else ""
+        run, _, step = name.partition(".")[2].partition(".")
+        label = self.labels.get(run, run)
+        word = "done" if status == "end" else "FAILED"
+        print(f"[{self.done}/{self.total}] {label}: {step or node.name} {word}{elapsed}",
+              file=self.stream, flush=True)
+
+
+def count_steps(workflow) -> int:
+    """Nodes that will run: every node but the identity ones Nipype removes."""
+    from nipype.interfaces.utility import IdentityInterface
+
+    return sum(not isinstance(workflow.get_node(n).interface, IdentityInterface)
+               for n in workflow.list_node_names())
 
 
 def crash_messages(crash_dir: Path, since: float) -> dict[str, str]:
@@ -80,8 +101,11 @@ def plugin_settings(plugin: str, *, nprocs: int | None, mem_gb: float | None,
 
 
 def run_workflows(workflow, *, plugin: str, plugin_args: dict[str, Any], crash_dir: Path,
-                  runs: Sequence[str], stream=sys.stdout) -> int:
-    """Run; print a summary naming each failed run, node and error. Returns the exit code."""
+                  runs: dict[str, str], stream=sys.stdout) -> int:
+    """Run; print a summary naming each failed run, node and error. Returns the exit code.
+
+    ``runs`` maps each run's workflow name to the label shown to the user.
+    """
     started = time.time()
     try:
         workflow.run(plugin=plugin, plugin_args=plugin_args)
@@ -90,16 +114,18 @@ def run_workflows(workflow, *, plugin: str, plugin_args: dict[str, Any], crash_d
         failed_nodes = crash_messages(crash_dir, started - 1)
         if not failed_nodes:
             failed_nodes = {"(unknown node)": "the workflow did not run cleanly; see the log"}
-    failed_runs = {}
+    failed_runs: dict[str, list[tuple[str, str]]] = {}
     for node, message in failed_nodes.items():
-        run = next((r for r in runs if f".{r}_wf." in f".{node}"), "(unknown run)")
-        failed_runs.setdefault(run, []).append((node.rsplit(".", 1)[-1], message))
-    ok = [r for r in runs if r not in failed_runs]
-    print(f"\n{len(ok)} of {len(runs)} runs finished"
+        run = next((label for name, label in runs.items() if f".{name}." in f".{node}"),
+                   "(unknown run)")
+        step = node.split(".", 2)[-1] if node.count(".") >= 2 else node
+        failed_runs.setdefault(run, []).append((step, message))
+    n_ok = sum(label not in failed_runs for label in runs.values())
+    print(f"\n{n_ok} of {len(runs)} runs finished"
           + (f"; {len(failed_runs)} failed:" if failed_runs else "."), file=stream)
     for run, problems in failed_runs.items():
-        for node, message in problems:
-            print(f"  FAILED {run}: node {node}: {message}", file=stream)
+        for step, message in problems:
+            print(f"  FAILED {run}: {step}: {message}", file=stream)
     if failed_runs:
         print(f"  crash reports: {crash_dir}", file=stream)
     return 1 if failed_runs else 0

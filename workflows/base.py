@@ -19,17 +19,35 @@ from .denoise import init_confounds_node
 from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas, init_timeseries_wf
 
 
-def _sidecar_metadata(static: list, t_r, sample_mask: list | None, n_volumes: int) -> list:
-    """Per-output sidecar fields known only at run time (TR, censoring)."""
+def _sidecar_metadata(static: list, t_r, sample_mask, n_volumes: int, inputs: list) -> list:
+    """Per-output sidecar fields known only at run time: TR, censoring, input hashes.
+
+    A Nipype Function node (its imports are inside).
+    """
+    import hashlib
+    import os
+
+    hashes = {}
+    for path in inputs or []:
+        if path and os.path.isfile(str(path)):
+            digest = hashlib.sha256()
+            with open(path, "rb") as stream:
+                for chunk in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(chunk)
+            hashes[os.path.basename(str(path))] = digest.hexdigest()
     out = []
     for fields in static:
         fields = dict(fields)
+        kind = fields.pop("_kind", None)
         if t_r:
-            key = "RepetitionTime" if fields.get("_kind") == "bold" else "SamplingFrequency"
-            fields[key] = float(t_r) if key == "RepetitionTime" else 1.0 / float(t_r)
-        if sample_mask is not None and len(sample_mask) < n_volumes:
+            if kind == "bold":
+                fields["RepetitionTime"] = float(t_r)
+            elif kind in ("timeseries", "confounds"):
+                fields["SamplingFrequency"] = 1.0 / float(t_r)
+        if sample_mask is not None and len(sample_mask) < n_volumes and kind != "regions":
             fields["CensoredVolumes"] = sorted(set(range(n_volumes)) - set(sample_mask))
-        fields.pop("_kind", None)
+        if hashes:
+            fields["InputSHA256"] = hashes
         out.append(fields)
     return out
 
@@ -165,15 +183,16 @@ def init_maskers_wf(
         kinds = [("labels", a) for a in labels] + [("maps", a) for a in maps] + [
             ("spheres", a) for a in spheres]
         for index, (kind, atlas) in enumerate(kinds):
-            node = timeseries_wf.get_node(f"{kind}_{atlas.name}")
             common = {"_kind": "timeseries", "Atlas": atlas.name, "AtlasKind": kind}
-            outputs.append((timeseries_wf, f"outputnode.timeseries_files", {
+            what = {"labels": f"{clean_args and 'cleaned ' or ''}signal of the region, "
+                    "reduced over its voxels", "maps": "least-squares signal of the map",
+                    "spheres": "mean signal of the sphere's voxels"}[kind]
+            outputs.append((timeseries_wf, "outputnode.timeseries_files", {
                 "atlas": atlas.name, "suffix": "timeseries", "extension": ".tsv",
-                "_index": index}, common))
-            outputs.append((timeseries_wf, f"outputnode.regions_files", {
+                "_index": index}, {**common, "ColumnDescription": f"{{name}}: {what}"}))
+            outputs.append((timeseries_wf, "outputnode.regions_files", {
                 "atlas": atlas.name, "suffix": "regions", "extension": ".tsv",
                 "_index": index}, {**common, "_kind": "regions"}))
-            del node
         if t_r_source is None:
             first = f"{kinds[0][0]}_{kinds[0][1].name}"
             t_r_source = (timeseries_wf, f"{first}.t_r")
@@ -192,9 +211,17 @@ def init_maskers_wf(
             workflow.connect(node, field, merge, f"in{position}")
     static = [{**metadata, **{"Parameters": parameters}} for *_, metadata in outputs]
     metadata = pe.Node(niu.Function(function=_sidecar_metadata,
-                                    input_names=["static", "t_r", "sample_mask", "n_volumes"],
+                                    input_names=["static", "t_r", "sample_mask", "n_volumes",
+                                                 "inputs"],
                                     output_names=["metadata"]),
                        name="sidecar_metadata", run_without_submitting=True)
+    run_inputs = pe.Node(niu.Merge(3), name="run_inputs", run_without_submitting=True)
+    workflow.connect([
+        (inputnode, run_inputs, [("mask_file", "in1"), ("confounds_file", "in2")]),
+        (run_inputs, metadata, [("out", "inputs")]),
+    ])  # fmt:skip
+    run_inputs.inputs.in3 = [str(a[1]) for a in (*labels, *maps, *spheres)] + [
+        str(a.lut_file) for a in labels if a.lut_file]
     metadata.inputs.static = static
     metadata.inputs.n_volumes = int(bold_shape[3]) if len(bold_shape) > 3 else 1
     metadata.inputs.sample_mask = None

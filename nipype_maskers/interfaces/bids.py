@@ -133,6 +133,8 @@ class WriteDerivatives(SimpleInterface):
             raise ValueError(
                 f"metadata: {len(metadata)} dicts for {len(in_files)} in_files; give one per file"
             )
+        metadata = [describe_columns(meta, path)
+                    for meta, path in zip(metadata, in_files, strict=True)]
         common = dict(defined(self.inputs.provenance, {}))
         uri = source_uri(source, dataset=self.inputs.source_dataset, relative_to=base)
         sha256 = file_sha256(source) if self.inputs.source_hashes else None
@@ -156,6 +158,24 @@ class WriteDerivatives(SimpleInterface):
         self._results["out_files"] = [str(t) for t in targets]
         self._results["out_sidecars"] = [str(path) for _, path in sidecars]
         return runtime
+
+
+def describe_columns(metadata: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """Expand a ``ColumnDescription`` template into BIDS per-column sidecar entries.
+
+    For a TSV whose metadata holds ``"ColumnDescription": "{name}: ..."``, each header column
+    gets ``{"<column>": {"Description": template.format(name=<column>)}}`` (BIDS's way of
+    describing a tabular file's columns).
+    """
+    metadata = dict(metadata)
+    template = metadata.pop("ColumnDescription", None)
+    if template is None or not str(path).endswith(".tsv"):
+        return metadata
+    with open(path, encoding="utf-8") as stream:
+        header = stream.readline().rstrip("\n").split("\t")
+    for column in header:
+        metadata.setdefault(column, {"Description": str(template).format(name=column)})
+    return metadata
 
 
 def plan_outputs(base: Path, source_entities: Mapping[str, str], in_files: Sequence[Path],
