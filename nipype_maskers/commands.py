@@ -9,6 +9,8 @@ from typing import Any
 
 from .cli import UsageError, execution_options, processing_options
 
+CLUSTER_PLUGINS = ("SLURM", "SLURMGraph", "SGE", "SGEGraph")
+
 
 def _shape(path: Path) -> tuple[int, ...]:
     import nibabel as nib
@@ -71,7 +73,8 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     config.update_config({
         "execution": {"crashdump_dir": str(crash_dir), "crashfile_format": "txt",
                       "stop_on_first_crash": "false", "remove_unnecessary_outputs": "false",
-                      "poll_sleep_duration": 1},
+                      # a scheduler needs seconds between polls; MultiProc answers at once
+                      "poll_sleep_duration": 2 if plugin in CLUSTER_PLUGINS else 0.05},
         "logging": {"workflow_level": "WARNING", "interface_level": "WARNING"},
     })
     logging.update_logging(config)

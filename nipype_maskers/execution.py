@@ -37,7 +37,7 @@ class Progress:
 
     total: int
     labels: dict[str, str] = field(default_factory=dict)
-    stream: Any = sys.stdout
+    stream: Any = None  # sys.stdout at the time of printing
     done: int = 0
     failed: list[str] = field(default_factory=list)
     started: dict[str, float] = field(default_factory=dict)
@@ -58,7 +58,7 @@ class Progress:
         label = self.labels.get(run, run)
         word = "done" if status == "end" else "FAILED"
         print(f"[{self.done}/{self.total}] {label}: {step or node.name} {word}{elapsed}",
-              file=self.stream, flush=True)
+              file=self.stream or sys.stdout, flush=True)
 
 
 def count_steps(workflow) -> int:
@@ -101,11 +101,12 @@ def plugin_settings(plugin: str, *, nprocs: int | None, mem_gb: float | None,
 
 
 def run_workflows(workflow, *, plugin: str, plugin_args: dict[str, Any], crash_dir: Path,
-                  runs: dict[str, str], stream=sys.stdout) -> int:
+                  runs: dict[str, str], stream=None) -> int:
     """Run; print a summary naming each failed run, node and error. Returns the exit code.
 
     ``runs`` maps each run's workflow name to the label shown to the user.
     """
+    stream = stream or sys.stdout
     started = time.time()
     try:
         workflow.run(plugin=plugin, plugin_args=plugin_args)

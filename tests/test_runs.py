@@ -1,0 +1,152 @@
+"""Real runs of the command line on a small fMRIPrep-like tree: outputs, caching, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from synthetic import write_fmriprep_tree
+
+from nipype_maskers.cli import main
+
+
+@pytest.fixture
+def tree(tmp_path):
+    write_fmriprep_tree(tmp_path / "fmriprep")
+    return tmp_path
+
+
+def _argv(tree: Path, out: str = "out", work: str = "work", *extra) -> list[str]:
+    return [str(tree / "fmriprep"), str(tree / out), "participant",
+            "--atlas", str(tree / "atlas-Toy_dseg.nii.gz"),
+            "--seeds", str(tree / "atlas-Balls_seeds.tsv"), "--radius", "5",
+            "--denoise", "simple", "--work-dir", str(tree / work), "--nprocs", "2", *extra]
+
+
+def _results(work: Path) -> dict[str, int]:
+    return {str(p.parent.relative_to(work)): p.stat().st_mtime_ns
+            for p in work.rglob("result_*.pklz")}
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_run_writes_bids_derivatives_then_caches(tree, capsys):
+    before = _files(tree)
+    assert main(_argv(tree)) == 0
+    printed = capsys.readouterr().out
+    assert "[" in printed and "sub-01 task-rest space-MNI152NLin2009cAsym: clean_image done" \
+        in printed
+    assert "2 of 2 runs finished." in printed
+    func = tree / "out" / "sub-01" / "func"
+    stem = "sub-01_task-rest_space-MNI152NLin2009cAsym"
+    expected = {f"{stem}_atlas-Toy_timeseries.tsv", f"{stem}_atlas-Toy_regions.tsv",
+                f"{stem}_atlas-Balls_timeseries.tsv", f"{stem}_atlas-Balls_regions.tsv",
+                f"{stem}_desc-denoised_bold.nii.gz", f"{stem}_desc-confounds_timeseries.tsv"}
+    names = {p.name for p in func.iterdir()}
+    assert expected <= names
+    assert {n[: -len(".json")] for n in names if n.endswith(".json")} == {
+        n.split(".")[0] for n in expected}
+    header = (func / f"{stem}_atlas-Toy_timeseries.tsv").read_text().splitlines()[0]
+    assert header.split("\t") == ["1", "5", "17"]
+    sidecar = json.loads((func / f"{stem}_atlas-Toy_timeseries.json").read_text())
+    assert sidecar["SamplingFrequency"] == 0.5
+    assert sidecar["Sources"][0].endswith(f"{stem}_desc-preproc_bold.nii.gz")
+    assert set(sidecar["Software"]) >= {"nipype_maskers", "nipype", "numpy", "scipy",
+                                        "nibabel"}
+    assert sidecar["Parameters"]["DenoiseStrategy"] == "simple"
+    assert "atlas-Toy_dseg.nii.gz" in sidecar["InputSHA256"]
+    assert sidecar["5"]["Description"].startswith("5: ")
+    bold = json.loads((func / f"{stem}_desc-denoised_bold.json").read_text())
+    assert bold["RepetitionTime"] == 2.0
+    description = json.loads((tree / "out" / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    written = _files(tree) - before
+    assert all(f.startswith(("out/", "work/")) for f in written)
+
+    cached = _results(tree / "work")
+    outputs = {p: p.stat().st_mtime_ns for p in (tree / "out").rglob("*") if p.is_file()}
+    assert main(_argv(tree)) == 0
+    assert _results(tree / "work") == cached  # nothing recomputed
+    assert {p: p.stat().st_mtime_ns for p in outputs} == outputs
+
+    assert main(_argv(tree, "out", "work", "--smoothing-fwhm", "4")) == 0
+    changed = {k for k, v in _results(tree / "work").items() if cached.get(k) != v}
+    reran = {k.rsplit("/", 1)[-1] for k in changed}
+    assert {"labels_Toy", "spheres_Balls", "write_derivatives"} <= reran
+    assert not reran & {"clean_image", "load_confounds"}
+
+
+def test_a_broken_run_fails_alone(tree, capsys):
+    bold = next((tree / "fmriprep" / "sub-02" / "func").glob("*_bold.nii.gz"))
+    raw = bold.read_bytes()
+    bold.write_bytes(raw[: len(raw) // 2])
+    assert main(_argv(tree, "out", "work", "--no-denoised-bold")) == 1
+    printed = capsys.readouterr().out
+    assert "1 of 2 runs finished; 1 failed:" in printed
+    failures = [line for line in printed.splitlines() if "FAILED sub-02" in line]
+    assert failures and all("is truncated or corrupt" in line for line in failures)
+    assert any((tree / "out" / "sub-01" / "func").glob("*_atlas-Toy_timeseries.tsv"))
+    assert not (tree / "out" / "sub-02").exists()
+
+
+def test_killed_run_resumes_to_the_same_outputs(tree):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "nipype_maskers.cli", *_argv(tree, "out", "work")]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if list((tree / "work").rglob("result_clean_image.pklz")):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert main(_argv(tree, "out", "work")) == 0
+    assert main(_argv(tree, "clean_out", "clean_work")) == 0
+    ours, reference = tree / "out", tree / "clean_out"
+    assert _files(ours) == _files(reference)
+    for name in _files(reference):
+        if name.endswith(".nii.gz"):
+            np.testing.assert_array_equal(nib.load(ours / name).get_fdata(),
+                                          nib.load(reference / name).get_fdata())
+        elif not name.endswith(".json"):
+            assert (ours / name).read_bytes() == (reference / name).read_bytes(), name
+        else:
+            mine, theirs = (json.loads((d / name).read_text()) for d in (ours, reference))
+            mine.pop("Sources", None), theirs.pop("Sources", None)
+            mine.pop("SourceDatasets", None), theirs.pop("SourceDatasets", None)
+            assert mine == theirs, name
+    assert not list(ours.rglob(".*.part"))
+
+
+def test_nipype_provenance_works_on_our_workflows(tree):
+    from nipype import config
+
+    from nipype_maskers.bids import find_fmriprep_runs
+    from nipype_maskers.commands import build_workflow
+    from nipype_maskers.workflows.timeseries import LabelsAtlas
+
+    runs = find_fmriprep_runs(tree / "fmriprep", participant_label=["01"])
+    options = {"mask_strategy": "epi", "denoise_strategy": None, "clean_args": {},
+               "smoothing_fwhm": None, "denoised_bold": False, "maps": [], "spheres": [],
+               "labels": [LabelsAtlas("Toy", tree / "atlas-Toy_dseg.nii.gz")]}
+    workflow, _ = build_workflow(runs, options, tree / "out", tree / "work")
+    workflow.config["execution"] = {"write_provenance": True, "hash_method": "content",
+                                    "crashdump_dir": str(tree / "work" / "crash")}
+    try:
+        workflow.run(plugin="Linear")
+    finally:
+        config.set("execution", "write_provenance", "false")
+    provenance = list((tree / "work").glob("workflow_provenance_*.provn"))
+    assert provenance and "nipype_maskers" in provenance[0].read_text()
