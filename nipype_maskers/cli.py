@@ -47,8 +47,9 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
     atlases = parser.add_argument_group("atlases (any combination; each is its own branch)")
     atlases.add_argument("--atlas", action="append", default=[], metavar="LABELS[:LUT]",
                          help="3D labels atlas (NIfTI), optionally with its BIDS dseg.tsv")
-    atlases.add_argument("--maps", action="append", default=[], metavar="MAPS",
-                         help="4D probabilistic atlas (NIfTI), one map per volume")
+    atlases.add_argument("--maps", action="append", default=[], metavar="MAPS[:LUT]",
+                         help="4D probabilistic atlas (NIfTI), one map per volume, optionally "
+                         "with a TSV of index and name (one row per map)")
     atlases.add_argument("--seeds", action="append", default=[], metavar="SEEDS",
                          help="TSV/CSV of sphere centres (x, y, z in mm [, name])")
     atlases.add_argument("--radius", type=float, help="sphere radius in mm (with --seeds)")
@@ -163,11 +164,23 @@ def parse_atlases(args) -> dict[str, list]:
     for spec in args.maps:
         import nibabel as nib
 
-        path = _existing(Path(spec), "--maps")
+        image, _, lut = spec.partition(":")
+        path = _existing(Path(image), "--maps")
         shape = nib.load(path).shape
         if len(shape) != 4:
             raise UsageError(f"--maps: '{path}' is not a 4D image (shape {shape})")
-        maps.append(MapsAtlas(atlas_name(path), path, int(shape[3])))
+        lut_path = _existing(Path(lut), "--maps LUT") if lut else None
+        if lut_path is not None:
+            from .core.label_names import read_lut
+
+            try:
+                n_names = len(read_lut(lut_path))
+            except ValueError as exc:
+                raise UsageError(f"--maps LUT: {exc}") from None
+            if n_names != shape[3]:
+                raise UsageError(f"--maps LUT: '{lut_path}' names {n_names} maps, the image "
+                                 f"has {shape[3]}")
+        maps.append(MapsAtlas(atlas_name(path), path, int(shape[3]), lut_path))
     for spec in args.seeds:
         path = _existing(Path(spec), "--seeds")
         spheres.append(SpheresAtlas(atlas_name(path), path, args.radius))

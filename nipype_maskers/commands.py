@@ -154,8 +154,9 @@ def demo(args: argparse.Namespace) -> int:
     from .bids import find_fmriprep_runs
     from .demo_data import write_demo_atlases, write_fmriprep_dataset
 
-    if args.n_volumes < 20:
-        raise UsageError(f"--n-volumes: at least 20 (for the filters), got {args.n_volumes}")
+    if args.n_volumes < 40:
+        raise UsageError(f"--n-volumes: at least 40 (the band-pass filter's padding needs "
+                         f"them), got {args.n_volumes}")
     root = args.output_dir.resolve()
     started = time.monotonic()
     print(f"Building the demo dataset in {root / 'fmriprep'} ...", flush=True)
@@ -179,7 +180,8 @@ def build_demo_args(args: argparse.Namespace, atlases) -> argparse.Namespace:
 
     argv = [str(args.output_dir / "fmriprep"), str(args.output_dir / "nipype_maskers"),
             "participant", "--atlas", f"{atlases.labels}:{atlases.labels_lut}",
-            "--maps", str(atlases.maps), "--seeds", str(atlases.seeds), "--radius", "5",
+            "--maps", f"{atlases.maps}:{atlases.maps_lut}",
+            "--seeds", str(atlases.seeds), "--radius", "5",
             "--denoise", "simple", "--high-pass", "0.01", "--low-pass", "0.1",
             "--smoothing-fwhm", "6", "--nprocs", str(args.nprocs)]
     return build_parsers()["participant"].parse_args(argv)

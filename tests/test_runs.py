@@ -150,3 +150,21 @@ def test_nipype_provenance_works_on_our_workflows(tree):
         config.set("execution", "write_provenance", "false")
     provenance = list((tree / "work").glob("workflow_provenance_*.provn"))
     assert provenance and "nipype_maskers" in provenance[0].read_text()
+
+
+def test_demo_runs_and_reruns_nothing(tmp_path, capsys):
+    assert main(["demo", str(tmp_path), "--n-volumes", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 of 2 runs finished." in printed
+    out = tmp_path / "nipype_maskers"
+    for subject in ("01", "02"):
+        func = out / f"sub-{subject}" / "func"
+        for atlas in ("DemoParcels", "DemoMaps", "DemoSeeds"):
+            table = next(func.glob(f"*_atlas-{atlas}_timeseries.tsv")).read_text().splitlines()
+            assert len(table) > 20 and "n/a" not in table[1]
+        assert next(func.glob("*_desc-denoised_bold.nii.gz")).stat().st_size > 0
+    header = next((out / "sub-01" / "func").glob("*DemoMaps_timeseries.tsv")).read_text()
+    assert header.startswith("L_map_01\t")
+    cached = _results(tmp_path / "work")
+    assert main(["demo", str(tmp_path), "--n-volumes", "40"]) == 0
+    assert _results(tmp_path / "work") == cached

@@ -221,7 +221,7 @@ def init_maskers_wf(
         (run_inputs, metadata, [("out", "inputs")]),
     ])  # fmt:skip
     run_inputs.inputs.in3 = [str(a[1]) for a in (*labels, *maps, *spheres)] + [
-        str(a.lut_file) for a in labels if a.lut_file]
+        str(a.lut_file) for a in (*labels, *maps) if a.lut_file]
     metadata.inputs.static = static
     metadata.inputs.n_volumes = int(bold_shape[3]) if len(bold_shape) > 3 else 1
     metadata.inputs.sample_mask = None

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from nipype_maskers.core.label_names import read_lut
 from nipype_maskers.interfaces.regions import (
     NiftiLabelsMasker,
     NiftiMapsMasker,
@@ -26,11 +27,12 @@ class LabelsAtlas(NamedTuple):
 
 
 class MapsAtlas(NamedTuple):
-    """A probabilistic atlas: a 4D image, one map per volume."""
+    """A probabilistic atlas: a 4D image, one map per volume, optionally a names table."""
 
     name: str
     maps_file: Path
     n_maps: int = 0
+    lut_file: Path | None = None
 
 
 class SpheresAtlas(NamedTuple):
@@ -62,8 +64,13 @@ def extraction_nodes(
         nodes.append(("labels", atlas.name, _node(
             interface, f"labels_{atlas.name}", estimate_mem_gb("labels", bold_shape))))
     for atlas in maps:
+        interface = NiftiMapsMasker(maps_file=str(atlas.maps_file), **common)
+        if atlas.lut_file:
+            # one name per map, in the order of the table's index (= the volumes' order)
+            table = read_lut(atlas.lut_file)
+            interface.inputs.labels = [table[index] for index in sorted(table)]
         nodes.append(("maps", atlas.name, _node(
-            NiftiMapsMasker(maps_file=str(atlas.maps_file), **common), f"maps_{atlas.name}",
+            interface, f"maps_{atlas.name}",
             estimate_mem_gb("maps", bold_shape, n_maps=atlas.n_maps))))
     for atlas in spheres:
         interface = NiftiSpheresMasker(seeds_file=str(atlas.seeds_file), **common)
