@@ -80,6 +80,9 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
                            help="extra qsub arguments, e.g. --qsub-args=\"-q all.q\"")
     execution.add_argument("--nprocs", type=int, default=os.cpu_count() or 1,
                            help="parallel processes (MultiProc; default: all cores)")
+    execution.add_argument("--resource-monitor", action="store_true",
+                           help="record each node's peak memory and CPU (Nipype's resource "
+                           "monitor; in each node's result)")
     execution.add_argument("--mem-gb", type=float,
                            help="memory budget: MultiProc never runs nodes whose summed "
                            "estimates exceed it")

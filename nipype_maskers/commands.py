@@ -77,6 +77,9 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
                       "poll_sleep_duration": 2 if plugin in CLUSTER_PLUGINS else 0.05},
         "logging": {"workflow_level": "WARNING", "interface_level": "WARNING"},
     })
+    if getattr(args, "resource_monitor", False):
+        config.enable_resource_monitor()
+        config.set("monitoring", "sample_frequency", "0.2")
     logging.update_logging(config)
     workflow, names = build_workflow(runs, options, output_dir, work_dir)
     request_resources(workflow, plugin)
@@ -101,6 +104,7 @@ def participant(args: argparse.Namespace) -> int:
 
     if not args.fmriprep_dir.is_dir():
         raise UsageError(f"FMRIPREP_DIR: no such folder '{args.fmriprep_dir}'")
+    args.fmriprep_dir = args.fmriprep_dir.resolve()  # nodes run in their own folders
     options = processing_options(args)
     execution_options(args)
     try:

@@ -57,6 +57,10 @@ class Progress:
         run, _, step = name.partition(".")[2].partition(".")
         label = self.labels.get(run, run)
         word = "done" if status == "end" else "FAILED"
+        if status == "end" and since is None:
+            # never started: cached, or skipped after an upstream failure (Linear)
+            cached = Path(node.output_dir(), f"result_{node.name}.pklz").exists()
+            word = "cached" if cached else "skipped (an upstream step failed)"
         print(f"[{self.done}/{self.total}] {label}: {step or node.name} {word}{elapsed}",
               file=self.stream or sys.stdout, flush=True)
 
@@ -111,7 +115,7 @@ def run_workflows(workflow, *, plugin: str, plugin_args: dict[str, Any], crash_d
     try:
         workflow.run(plugin=plugin, plugin_args=plugin_args)
         failed_nodes: dict[str, str] = {}
-    except RuntimeError:
+    except Exception:  # MultiProc raises RuntimeError; Linear re-raises the node's error
         failed_nodes = crash_messages(crash_dir, started - 1)
         if not failed_nodes:
             failed_nodes = {"(unknown node)": "the workflow did not run cleanly; see the log"}

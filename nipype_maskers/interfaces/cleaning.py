@@ -18,9 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
-from nibabel.openers import Opener
 from nipype.interfaces.base import (
     File,
     SimpleInterface,
@@ -44,7 +42,15 @@ from ..core.fmriprep_confounds import (
 from ..core.image import load_img, n_volumes
 from ..core.signal import clean
 from .base import CleanSpecMixin, MaskersInputSpec, clean_args_from, defined, header_t_r
-from .io import atomic_path, format_tsv, read_matrix, save_npy, save_text, split_ext
+from .io import (
+    atomic_path,
+    format_tsv,
+    read_matrix,
+    save_nifti_volumes,
+    save_npy,
+    save_text,
+    split_ext,
+)
 
 _DEFAULT_STRATEGY = ("motion", "high_pass", "wm_csf")
 _STRATEGY_KEYWORDS = ("motion", "wm_csf", "global_signal", "compcor", "n_compcor", "scrub",
@@ -362,30 +368,3 @@ class CleanImage(SimpleInterface):
         return runtime
 
 
-def save_nifti_volumes(header: nib.Nifti1Header, volumes: Iterable[np.ndarray],
-                       path: str | Path) -> Path:  # fmt: skip
-    """Write a NIfTI file from its header and its volumes, one at a time, atomically.
-
-    Only one volume is in memory at a time (nibabel's ``save`` needs the whole array). The
-    volumes must be Fortran-ordered arrays in the header's dtype and 3D shape, as many as the
-    header's fourth dimension; ``.nii.gz`` is compressed as nibabel does (level 1).
-    """
-    header = header.copy()
-    header["vox_offset"] = 0
-    shape = header.get_data_shape()
-    dtype = header.get_data_dtype()
-    written = 0
-    with atomic_path(path) as tmp, Opener(str(tmp), "wb") as stream:
-        header.write_to(stream)
-        stream.write(b"\0" * (int(header.get_data_offset()) - stream.tell()))
-        for volume in volumes:
-            if volume.shape != tuple(shape[:3]) or volume.dtype != dtype:
-                raise ValueError(
-                    f"volume {written}: expected shape {tuple(shape[:3])} and dtype {dtype}, "
-                    f"got {volume.shape} {volume.dtype}"
-                )
-            stream.write(volume.reshape(-1, order="F").data)
-            written += 1
-        if written != (shape[3] if len(shape) > 3 else 1):
-            raise ValueError(f"got {written} volumes for a header of shape {tuple(shape)}")
-    return Path(path)

@@ -10,7 +10,7 @@ import csv
 import io
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +19,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 _NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+#: gzip level for written NIfTI files: level 1 is several times faster than nibabel's
+#: default 6 for files about 10% larger (BOLD data compress poorly at any level).
+COMPRESS_LEVEL = 1
+
+try:  # ISA-L's gzip compresses several times faster than zlib (the optional "fast" extra)
+    from isal import igzip as _gzip_module
+except ImportError:  # pragma: no cover - depends on the environment
+    import gzip as _gzip_module
 
 
 def split_ext(path: str | os.PathLike) -> tuple[str, str]:
@@ -74,10 +82,46 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def open_for_writing(path: str | os.PathLike):
+    """A binary stream to ``path``: gzip (ISA-L when installed, level 1) for ``.gz`` names."""
+    if str(path).endswith(".gz"):
+        return _gzip_module.open(path, "wb", compresslevel=COMPRESS_LEVEL)
+    return open(path, "wb")
+
+
 def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
-    """Write a NIfTI image atomically."""
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+    """Write a NIfTI image atomically (``.nii.gz``: fast gzip, level 1)."""
+    with atomic_path(path) as tmp, open_for_writing(tmp) as stream:
+        img.to_file_map({"image": nib.FileHolder(fileobj=stream)})
+    return Path(path)
+
+
+def save_nifti_volumes(header: nib.Nifti1Header, volumes: Iterable[NDArray],
+                       path: str | os.PathLike) -> Path:
+    """Write a NIfTI file from its header and its volumes, one at a time, atomically.
+
+    Only one volume is in memory at a time (nibabel's ``save`` needs the whole array). The
+    volumes must be Fortran-ordered arrays in the header's dtype and 3D shape, as many as the
+    header's fourth dimension.
+    """
+    header = header.copy()
+    header["vox_offset"] = 0
+    shape = header.get_data_shape()
+    dtype = header.get_data_dtype()
+    written = 0
+    with atomic_path(path) as tmp, open_for_writing(tmp) as stream:
+        header.write_to(stream)
+        stream.write(b"\0" * (int(header.get_data_offset()) - stream.tell()))
+        for volume in volumes:
+            if volume.shape != tuple(shape[:3]) or volume.dtype != dtype:
+                raise ValueError(
+                    f"volume {written}: expected shape {tuple(shape[:3])} and dtype {dtype}, "
+                    f"got {volume.shape} {volume.dtype}"
+                )
+            stream.write(volume.reshape(-1, order="F").data)
+            written += 1
+        if written != (shape[3] if len(shape) > 3 else 1):
+            raise ValueError(f"got {written} volumes for a header of shape {tuple(shape)}")
     return Path(path)
 
 

@@ -1,0 +1,203 @@
+"""M4 benchmark: the workflow's overhead, MultiProc's speed-up, and memory under a budget.
+
+Usage::
+
+    python benchmarks/bench_workflow.py overhead [--volumes 100] [--subjects 2]
+    python benchmarks/bench_workflow.py parallel [--volumes 100]
+    python benchmarks/bench_workflow.py memory [--volumes 300] [--subjects 8] [--mem-gb 4]
+
+overhead: the same steps (confounds, voxel-wise cleaning, labels + maps + spheres with
+cleaning) called as core functions in one process vs run as the Nipype workflow (Linear, fresh
+work dir: hashing, pickling, node folders and output files included).
+parallel: MultiProc with 2 processes vs Linear on two subjects.
+memory: N subjects under ``--mem-gb``: the process tree's peak resident memory (sampled from
+/proc) against the budget, and each node's peak (Nipype's resource monitor) against its
+``mem_gb`` estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from common import DATA_DIR
+
+ROOT = Path(__file__).resolve().parent
+
+
+def dataset(n_volumes: int, n_subjects: int) -> tuple[Path, object]:
+    """The demo's fMRIPrep-like dataset and atlases at this size (built once)."""
+    from nipype_maskers.demo_data import write_demo_atlases, write_fmriprep_dataset
+
+    root = DATA_DIR / f"fmriprep_{n_subjects}x{n_volumes}"
+    subjects = tuple(f"{i + 1:02d}" for i in range(n_subjects))
+    write_fmriprep_dataset(root / "fmriprep", subjects=subjects, n_volumes=n_volumes)
+    return root, write_demo_atlases(DATA_DIR / "atlases")
+
+
+def cli_argv(root: Path, atlases, out: Path, work: Path, *extra: str) -> list[str]:
+    return [str(root / "fmriprep"), str(out), "participant",
+            "--atlas", f"{atlases.labels}:{atlases.labels_lut}",
+            "--maps", f"{atlases.maps}:{atlases.maps_lut}", "--seeds", str(atlases.seeds),
+            "--radius", "5", "--denoise", "simple", "--low-pass", "0.1",
+            "--work-dir", str(work), *extra]
+
+
+def run_cli(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "nipype_maskers.cli", *argv], check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def core_steps(root: Path, atlases) -> float:
+    """The workflow's numerical steps as direct core calls, in one process (timed)."""
+    code = f"""
+import time, warnings
+warnings.simplefilter('ignore')
+from pathlib import Path
+from nipype_maskers.bids import find_fmriprep_runs
+from nipype_maskers.core.fmriprep_confounds import load_confounds_strategy
+from nipype_maskers.core.image_cleaning import clean_masked
+from nipype_maskers.core.label_names import read_lut
+from nipype_maskers.core.region_maskers import labels_masker, maps_masker, spheres_masker
+from nipype_maskers.core.spheres import read_seeds
+start = time.perf_counter()
+for run in find_fmriprep_runs(Path({str(root / 'fmriprep')!r})):
+    conf = load_confounds_strategy(run.confounds, 'simple')
+    args = dict(confounds=conf.confounds, sample_mask=conf.sample_mask, t_r=2.0,
+                low_pass=0.1, standardize='zscore_sample', detrend=False)
+    clean_masked(str(run.bold), str(run.mask), clean_args=args, dtype='float32')
+    lut = read_lut({str(atlases.labels_lut)!r})
+    labels_masker(str(run.bold), {str(atlases.labels)!r}, mask=str(run.mask), lut=lut,
+                  clean_args=args)
+    maps_masker(str(run.bold), {str(atlases.maps)!r}, mask=str(run.mask), clean_args=args)
+    seeds, names = read_seeds({str(atlases.seeds)!r})
+    spheres_masker(str(run.bold), seeds, radius=5.0, mask=str(run.mask), clean_args=args)
+print(time.perf_counter() - start)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def overhead(args) -> None:
+    root, atlases = dataset(args.volumes, args.subjects)
+    core = core_steps(root, atlases)
+    work, out = DATA_DIR / "bench_work", DATA_DIR / "bench_out"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    workflow = run_cli(cli_argv(root, atlases, out, work, "--plugin", "Linear"))
+    print(f"\n## workflow overhead ({args.subjects} subjects x {args.volumes} volumes, MNI 2 mm)")
+    print(f"core functions, one process      {core:8.1f} s")
+    print(f"Nipype workflow (Linear, fresh)  {workflow:8.1f} s   "
+          f"(includes interpreter start-up, output files and sidecars)")
+    print(f"-> overhead {100 * (workflow - core) / core:+.0f}%")
+
+
+def parallel(args) -> None:
+    root, atlases = dataset(args.volumes, 2)
+    times = {}
+    for plugin, extra in (("Linear", ["--plugin", "Linear"]),
+                          ("MultiProc", ["--plugin", "MultiProc", "--nprocs", "2"])):
+        work, out = DATA_DIR / f"bench_work_{plugin}", DATA_DIR / f"bench_out_{plugin}"
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+        times[plugin] = run_cli(cli_argv(root, atlases, out, work, *extra))
+    print(f"\n## MultiProc vs Linear (2 subjects x {args.volumes} volumes)")
+    for plugin, seconds in times.items():
+        print(f"{plugin:10s} {seconds:8.1f} s")
+    print(f"-> speed-up x{times['Linear'] / times['MultiProc']:.2f}")
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stream:
+                fields = stream.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, IndexError, ValueError):
+            continue
+    total, stack = 0.0, [pid]
+    while stack:
+        current = stack.pop()
+        total += rss.get(current, 0.0)
+        stack.extend(children.get(current, []))
+    return total
+
+
+def memory(args) -> None:
+    from nipype.utils.filemanip import loadpkl
+
+    root, atlases = dataset(args.volumes, args.subjects)
+    work, out = DATA_DIR / "bench_work_memory", DATA_DIR / "bench_out_memory"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    argv = cli_argv(root, atlases, out, work, "--plugin", "MultiProc", "--nprocs", "2",
+                    "--mem-gb", str(args.mem_gb), "--resource-monitor")
+    env = dict(os.environ)
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "nipype_maskers.cli", *argv], env=env,
+                               stdout=subprocess.DEVNULL)
+    peak = [0.0]
+
+    def sample():
+        while process.poll() is None:
+            peak[0] = max(peak[0], tree_rss_mb(process.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    process.wait()
+    sampler.join()
+    elapsed = time.perf_counter() - start
+    print(f"\n## memory under a {args.mem_gb} GB budget ({args.subjects} subjects x "
+          f"{args.volumes} volumes, MultiProc 2 processes, {elapsed:.0f} s, exit "
+          f"{process.returncode})")
+    print(f"process tree peak RSS: {peak[0] / 1024:.2f} GB "
+          f"({'under' if peak[0] / 1024 <= args.mem_gb else 'OVER'} the budget)")
+    print(f"\n{'node':28s} {'estimate (GB)':>14s} {'measured peak (GB)':>19s} {'ratio':>7s}")
+    worst = 0.0
+    seen = set()
+    for path in sorted(work.rglob("result_*.pklz")):
+        result = loadpkl(path)
+        runtime = getattr(result, "runtime", None)
+        measured = getattr(runtime, "mem_peak_gb", None)
+        node = path.parent.name
+        if measured is None or node in seen or node.startswith(("merge", "select")):
+            continue
+        seen.add(node)
+        estimate = loadpkl(path.parent / "_node.pklz").mem_gb
+        ratio = max(estimate, measured) / max(min(estimate, measured), 1e-3)
+        worst = max(worst, ratio)
+        print(f"{node:28s} {estimate:14.2f} {measured:19.2f} {ratio:7.2f}")
+    print(f"-> worst estimate/measured ratio x{worst:.2f} (one subject's nodes shown)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("case", choices=("overhead", "parallel", "memory"))
+    parser.add_argument("--volumes", type=int, default=None)
+    parser.add_argument("--subjects", type=int, default=None)
+    parser.add_argument("--mem-gb", type=float, default=4.0)
+    args = parser.parse_args()
+    defaults = {"overhead": (100, 2), "parallel": (100, 2), "memory": (300, 8)}[args.case]
+    args.volumes = args.volumes or defaults[0]
+    args.subjects = args.subjects or defaults[1]
+    {"overhead": overhead, "parallel": parallel, "memory": memory}[args.case](args)
+
+
+if __name__ == "__main__":
+    main()
