@@ -98,9 +98,13 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
               "       nipype-maskers demo OUTPUT_DIR [options]",
         description="nilearn's maskers as Nipype workflows: fMRIPrep derivatives in, "
         "denoised BOLD and region time series out, as BIDS derivatives.", **common)
-    app.add_argument("fmriprep_dir", type=Path, metavar="FMRIPREP_DIR")
-    app.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
-    app.add_argument("analysis_level", choices=("participant",), metavar="participant")
+    app.add_argument("fmriprep_dir", type=Path, metavar="FMRIPREP_DIR",
+                     help="fMRIPrep derivatives: sub-*/[ses-*/]func/*_desc-preproc_bold.nii.gz "
+                     "with their desc-brain_mask and desc-confounds_timeseries files")
+    app.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR",
+                     help="where the BIDS derivatives are written")
+    app.add_argument("analysis_level", choices=("participant",), metavar="participant",
+                     help="the analysis level (participant: each run on its own)")
     app.add_argument("--version", action="version", version=f"nipype-maskers {__version__}")
     select = app.add_argument_group("which runs")
     select.add_argument("--participant-label", nargs="+", metavar="LABEL")
