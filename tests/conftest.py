@@ -21,7 +21,7 @@ def affine():
 @pytest.fixture
 def epi_file(tmp_path):
     """A float32 4D .nii.gz on disk (12 volumes) and its true brain."""
-    data, brain = make_epi()
+    data, _ = make_epi()
     img = nib.Nifti1Image(data, oblique_affine())
     img.header.set_xyzt_units("mm", "sec")
     img.header["pixdim"][4] = 2.0

@@ -47,8 +47,9 @@ def write_fmriprep_tree(root, subjects=("01", "02"), n_volumes=30, seed=0):
     nilearn's 'simple' strategy (motion with expansions, csf, white_matter, cosines), with
     fMRIPrep's ``n/a`` first row in the derivative columns.
     """
-    import nibabel as nib
     from pathlib import Path
+
+    import nibabel as nib
 
     root = Path(root)
     rng = np.random.default_rng(seed)

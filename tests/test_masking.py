@@ -10,8 +10,8 @@ import warnings
 import nibabel as nib
 import numpy as np
 import pytest
-from synthetic import make_epi, oblique_affine
 from nilearn import masking as nl_masking
+from synthetic import make_epi, oblique_affine
 
 from nipype_maskers.core import masking
 from nipype_maskers.core.image import ImageError
@@ -90,7 +90,7 @@ def test_epi_mask_matches_nilearn(data_file, args):
 
 
 def test_epi_mask_finds_the_brain(epi_file):
-    data, brain = make_epi()
+    _, brain = make_epi()
     mask = np.asanyarray(masking.compute_mask(epi_file, "epi").dataobj) != 0
     overlap = (mask & brain).sum() / (mask | brain).sum()
     assert overlap > 0.9
@@ -147,9 +147,10 @@ def test_unknown_mask_arg_is_refused(epi_file):
 def test_empty_computed_mask_is_an_error(tmp_path):
     path = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(np.full((7, 8, 9, 3), 5.0, np.float32), oblique_affine()), path)
-    with pytest.raises(masking.MaskError, match="computed an empty mask"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        masking.compute_mask(path, "background")
+        with pytest.raises(masking.MaskError, match="computed an empty mask"):
+            masking.compute_mask(path, "background")
 
 
 def test_load_mask_rules(tmp_path, affine):

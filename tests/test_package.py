@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nipype_maskers
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,7 +15,8 @@ def test_core_does_not_import_nipype_or_nilearn():
         "import sys, importlib, pkgutil, nipype_maskers.core as core\n"
         "for m in pkgutil.iter_modules(core.__path__):\n"
         "    importlib.import_module('nipype_maskers.core.' + m.name)\n"
-        "bad = [m for m in ('nipype', 'traits', 'nilearn', 'pandas', 'sklearn') if m in sys.modules]\n"
+        "bad = [m for m in ('nipype', 'traits', 'nilearn', 'pandas', 'sklearn')\n"
+        "       if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -35,8 +34,10 @@ def test_every_package_folder_is_listed_in_setup_cfg():
 
 
 def test_installed_package_ships_workflows_and_templates():
-    import nipype_maskers.workflows  # noqa: F401
-    from nipype_maskers.data import MNI152_TEMPLATES
+    import nipype_maskers.workflows
 
+    from nipype_maskers.data import DATA_DIR, MNI152_TEMPLATES
+
+    assert nipype_maskers.workflows.__file__
     assert all(path.is_file() for path in MNI152_TEMPLATES.values())
-    assert (Path(nipype_maskers.data.__file__).parent / "LICENSE-MNI-ICBM152.txt").is_file()
+    assert (DATA_DIR / "LICENSE-MNI-ICBM152.txt").is_file()

@@ -132,10 +132,10 @@ def test_killed_run_resumes_to_the_same_outputs(tree):
 
 def test_nipype_provenance_works_on_our_workflows(tree):
     from nipype import config
+    from nipype_maskers.workflows.timeseries import LabelsAtlas
 
     from nipype_maskers.bids import find_fmriprep_runs
     from nipype_maskers.commands import build_workflow
-    from nipype_maskers.workflows.timeseries import LabelsAtlas
 
     runs = find_fmriprep_runs(tree / "fmriprep", participant_label=["01"])
     options = {"mask_strategy": "epi", "denoise_strategy": None, "clean_args": {},

@@ -26,7 +26,7 @@ def test_cropped_smoothing_is_exact_inside_the_box(rng, box):
     sigma = np.array([1.3, 0.0, 2.1])
     whole = smooth_volume(volume.copy(), sigma)
     cropped = smooth_volume(volume.copy(), sigma, (np.array(box[0]), np.array(box[1])))
-    inside = tuple(slice(a, b + 1) for a, b in zip(*box))
+    inside = tuple(slice(a, b + 1) for a, b in zip(*box, strict=True))
     np.testing.assert_array_equal(cropped[inside], whole[inside])
 
 

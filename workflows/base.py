@@ -184,8 +184,8 @@ def init_maskers_wf(
             ("spheres", a) for a in spheres]
         for index, (kind, atlas) in enumerate(kinds):
             common = {"_kind": "timeseries", "Atlas": atlas.name, "AtlasKind": kind}
-            what = {"labels": f"{clean_args and 'cleaned ' or ''}signal of the region, "
-                    "reduced over its voxels", "maps": "least-squares signal of the map",
+            what = {"labels": "signal of the region, reduced over its voxels",
+                    "maps": "least-squares signal of the map",
                     "spheres": "mean signal of the sphere's voxels"}[kind]
             outputs.append((timeseries_wf, "outputnode.timeseries_files", {
                 "atlas": atlas.name, "suffix": "timeseries", "extension": ".tsv",

@@ -16,7 +16,6 @@ import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Union
 
 import nibabel as nib
 import numpy as np
@@ -28,7 +27,7 @@ try:  # ISA-L's gzip decompresses about twice as fast as zlib; an optional extra
 except ImportError:  # pragma: no cover - depends on the environment
     _fast_gzip = None
 
-ImageLike = Union[str, os.PathLike, SpatialImage]
+ImageLike = str | os.PathLike | SpatialImage
 
 #: gzip cannot compress better than about 1032:1, so a header claiming more data than that
 #: is impossible for the file and must be refused before anything is allocated.
@@ -359,7 +358,7 @@ def _iter_file(img, wanted, groups, dtype, name):
         with _open_stream(filename) as stream, ThreadPoolExecutor(1) as reader:
             stream.seek(int(proxy.offset))
             pending = reader.submit(read, stream, int(wanted[0]), buffers[0])
-            for step, (volume_index, positions) in enumerate(zip(wanted, groups)):
+            for step, positions in enumerate(groups):
                 buffer = pending.result()
                 if step + 1 < len(wanted):
                     pending = reader.submit(read, stream, int(wanted[step + 1]),

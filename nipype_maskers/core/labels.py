@@ -228,7 +228,7 @@ def _median(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.nda
     """Median of each region slice, computed as ``scipy.ndimage.median`` does."""
     floating = values.dtype.kind == "f"
     out = np.empty((values.shape[0], starts.size), dtype=values.dtype if floating else float)
-    for j, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist())):
+    for j, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist(), strict=True)):
         lo, hi = (size - 1) // 2, size // 2
         part = np.partition(values[:, start : start + size], [lo, hi], axis=1)
         low, high = part[:, lo], part[:, hi]

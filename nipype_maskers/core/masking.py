@@ -480,7 +480,8 @@ def flat_indices(mask: NDArray[np.bool_]) -> NDArray[np.intp]:
 
 __all__ = [
     "MASK_STRATEGIES", "MaskError", "MeanVolume", "background_mask_from_mean",
-    "brain_mask_for_grid", "check_mask_strategy", "check_same_grid", "compute_mask", "compute_multi_mask", "epi_mask_from_mean", "flat_indices",
+    "brain_mask_for_grid", "check_mask_strategy", "check_same_grid", "compute_mask",
+    "compute_multi_mask", "epi_mask_from_mean", "flat_indices",
     "intersect_masks", "largest_connected_component", "load_mask", "mean_volume",
     "multi_strategy_args", "post_process_mask", "strategy_args", "unmask",
 ]

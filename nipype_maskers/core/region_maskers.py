@@ -163,7 +163,7 @@ def _finish(signals, names, ids, sizes, coverage, indices, *, min_coverage, drop
         if not keep.any():
             raise ValueError("no region left: the mask or the resampling emptied every region")
         signals, ids, sizes, coverage = signals[:, keep], ids[keep], sizes[keep], coverage[keep]
-        names = [n for n, k in zip(names, keep) if k]
+        names = [n for n, k in zip(names, keep, strict=True) if k]
     return RegionSignals(signals, list(names), ids, sizes, coverage,
                          kept_volumes(indices, clean_args))
 

@@ -441,7 +441,7 @@ def _new_img_like(ref: nib.spatialimages.SpatialImage, data: NDArray, affine: ND
                 header[field] = (value(data) if data.size else 0.0) if callable(value) else value
         try:
             header.set_data_dtype(data.dtype)
-        except Exception:  # noqa: BLE001 - a format without this dtype keeps its own
+        except Exception:
             pass
     klass = ref.__class__
     if klass is nib.Nifti1Pair:

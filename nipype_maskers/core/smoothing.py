@@ -102,6 +102,6 @@ def smooth_volume(volume: NDArray, sigma: NDArray,
         margin = np.where(np.arange(3) >= axis, radius, 0)
         start = np.maximum(low - margin, 0)
         stop = np.minimum(high + 1 + margin, volume.shape)
-        box = volume[tuple(slice(a, b) for a, b in zip(start, stop))]
+        box = volume[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
         gaussian_filter1d(box, s, axis=axis, output=box)
     return volume

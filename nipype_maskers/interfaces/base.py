@@ -183,7 +183,8 @@ def clean_args_from(inputs: Any, *, header_t_r: float | None = None
         try:
             table = read_confounds_table(path, columns=defined(inputs.confounds_columns))
         except ValueError as exc:
-            prefix = "confounds_columns" if isdefined(inputs.confounds_columns) else "confounds_file"
+            prefix = ("confounds_columns" if isdefined(inputs.confounds_columns)
+                      else "confounds_file")
             raise ValueError(f"{prefix}: {exc}") from exc
         if confounds and table.data.shape[0] != confounds[0].shape[0]:
             raise ValueError(

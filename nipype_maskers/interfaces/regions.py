@@ -78,7 +78,7 @@ class _RegionMasker(SimpleInterface):
         table = np.column_stack([result.ids, result.sizes, result.coverage])
         lines = ["index\tname\tvoxel_count\tcoverage"] + [
             f"{int(i)}\t{name}\t{int(n)}\t{c!r}" for (i, n, c), name in
-            zip(table.tolist(), result.names)
+            zip(table.tolist(), result.names, strict=True)
         ]
         signals_text = format_tsv(result.signals, result.names)  # both built before writing
         self._results["regions_file"] = str(save_text("\n".join(lines) + "\n", regions))
@@ -191,8 +191,9 @@ def seeds_from(inputs) -> tuple[np.ndarray, list[str] | None]:
 class _SpheresInputSpec(_RegionMaskerInputSpec, _SpheresSpecMixin):
     labels = traits.List(traits.Str, desc="one name per seed (default: the file's names, or "
                          "the seed's index)")
-    allow_overlap = traits.Bool(False, usedefault=True,
-                                desc="allow spheres to share voxels (False: error naming the pair)")
+    allow_overlap = traits.Bool(
+        False, usedefault=True, desc="allow spheres to share voxels (False: error naming the pair)"
+    )
 
 
 class NiftiSpheresMasker(_RegionMasker):
@@ -204,8 +205,9 @@ class NiftiSpheresMasker(_RegionMasker):
     def _extract(self, img, common):
         seeds, names = seeds_from(self.inputs)
         return region_maskers.spheres_masker(
-            img, seeds, radius=defined(self.inputs.radius), allow_overlap=self.inputs.allow_overlap,
-            names=defined(self.inputs.labels, names), **common,
+            img, seeds, radius=defined(self.inputs.radius),
+            allow_overlap=self.inputs.allow_overlap, names=defined(self.inputs.labels, names),
+            **common,
         )
 
 
