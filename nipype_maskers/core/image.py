@@ -406,8 +406,11 @@ def finite_range(volume: NDArray) -> tuple[float, float]:
     return float(finite.min()), float(finite.max())
 
 
-def count_nonfinite(volume: NDArray, nonfinite_voxels: NDArray[np.bool_] | None) -> int:
+def count_nonfinite(volume: NDArray, nonfinite_voxels: NDArray[np.bool_] | None, *,
+                    zero: bool = True) -> int:
     """Set the NaN/inf values of ``volume`` to 0 in place; return how many there were.
+
+    With ``zero=False`` they are only counted.
 
     ``nonfinite_voxels`` (same 3D shape, bool), when given, accumulates which voxels were ever
     non-finite, for one warning at the end of a pass.
@@ -417,7 +420,8 @@ def count_nonfinite(volume: NDArray, nonfinite_voxels: NDArray[np.bool_] | None)
     bad = ~np.isfinite(volume)
     count = int(np.count_nonzero(bad))
     if count:
-        volume[bad] = 0
+        if zero:
+            volume[bad] = 0
         if nonfinite_voxels is not None:
             nonfinite_voxels |= bad
     return count

@@ -200,7 +200,8 @@ def mask_volumes(
                                       sigma=sigma, clip_range=clip_range,
                                       observed_range=observed if clip_at_end else None,
                                       name=name):
-        signals[positions] = row
+        for position in positions:
+            signals[position] = row
     if clip_at_end:
         np.clip(signals, min(observed[0], 0), max(observed[1], 0), out=signals)
     if clean_args:

@@ -9,6 +9,7 @@ resampling needs the range of the whole input, which the caller provides when it
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
@@ -27,6 +28,20 @@ class Grid(NamedTuple):
 def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
     """nilearn's ``check_same_fov``: equal 3D shapes and ``allclose`` affines."""
     return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b)
+
+
+def one_blas_thread():
+    """Hold BLAS to one thread while streaming (a context; a no-op without threadpoolctl).
+
+    The reader thread decompresses the next volume meanwhile; on a small machine BLAS's own
+    threads would fight it for the cores (a 60x slow-down of the small products was measured
+    on 2 cores). threadpoolctl comes with the "fast" extra.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - depends on the environment
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def gathered_box(gather: NDArray[np.intp], shape) -> tuple[NDArray, NDArray]:
@@ -85,33 +100,41 @@ def stream_rows(
     row : numpy.ndarray
         The gathered values, finite (NaN/inf set to 0; one warning at the end counts them).
     """
-    from .smoothing import smooth_volume
+    from .smoothing import BoxSmoother
 
     work_dtype = compute_dtype(img)
+    grid_shape = target.shape if target is not None else tuple(img.shape[:3])
+    smoother = None
+    if sigma is not None and gather.size:
+        smoother = BoxSmoother(grid_shape, sigma, gathered_box(gather, grid_shape), work_dtype)
+    with one_blas_thread():
+        yield from _rows(img, indices, gather, target, smoother, clip_range, observed_range,
+                         work_dtype, name)
+
+
+def _rows(img, indices, gather, target, smoother, clip_range, observed_range, work_dtype,
+          name):
     if target is not None:
         from .resampling import resample_volume
 
         buffer = np.empty(target.shape, dtype=work_dtype, order="F")
     nonfinite_voxels = np.zeros(img.shape[:3], dtype=bool)
     nonfinite_values = 0
-    grid_shape = target.shape if target is not None else tuple(img.shape[:3])
-    needed = gathered_box(gather, grid_shape) if sigma is not None and gather.size else None
     for positions, volume in iter_volumes(img, indices, dtype=work_dtype, name=name):
         if observed_range is not None:
             low, high = finite_range(volume)
             observed_range[0] = min(observed_range[0], low)
             observed_range[1] = max(observed_range[1], high)
         if target is not None:
-            nonfinite_values += count_nonfinite(volume.copy(), nonfinite_voxels)
+            # resampling handles NaN itself (and puts it back): count only, then zero after
+            nonfinite_values += count_nonfinite(volume, nonfinite_voxels, zero=False)
             volume = resample_volume(volume, img.affine, target.affine, target.shape,
                                      interpolation="continuous", clip=clip_range or False,
                                      out=buffer)
+            count_nonfinite(volume, None)
         else:
             nonfinite_values += count_nonfinite(volume, nonfinite_voxels)
-        if sigma is not None:
-            count_nonfinite(volume, None)
-            smooth_volume(volume, sigma, needed)
-        row = volume.reshape(-1, order="F").take(gather)
-        count_nonfinite(row, None)
-        yield positions, row
+        if smoother is not None:
+            smoother(volume)
+        yield positions, volume.reshape(-1, order="F").take(gather)
     warn_nonfinite(name, nonfinite_voxels, nonfinite_values)
