@@ -302,6 +302,20 @@ def labels_masker(
                    min_coverage=min_coverage, drop_empty=drop_empty, clean_args=clean_args)
 
 
+def _map_supports(maps_data, mask_data) -> tuple[NDArray, NDArray]:
+    """Non-zero voxels of each map, in all and inside the mask (one z-slice at a time)."""
+    total = np.zeros(maps_data.shape[3], dtype=np.int64)
+    sizes = np.zeros_like(total)
+    for z in range(maps_data.shape[2]):
+        # NaN counts as 0, as nilearn's ensure_finite makes it
+        support = np.nan_to_num(np.asarray(maps_data[:, :, z, :])) != 0
+        total += support.sum(axis=(0, 1))
+        if mask_data is not None:
+            support &= mask_data[:, :, z, None]
+        sizes += support.sum(axis=(0, 1))
+    return total, sizes
+
+
 def maps_masker(
     img: ImageLike, maps_img: ImageLike, *, mask: ImageLike | None = None,
     allow_overlap: bool = True, resampling_target: str | None = "data",
@@ -346,11 +360,7 @@ def maps_masker(
                                dtype=np.float64 if double else None)
     map_names = list(names) if names is not None else [str(i) for i in range(regions.n_maps)]
     _check_names(map_names, regions.n_maps, "maps")
-    support = np.nan_to_num(maps_data).reshape(-1, maps_data.shape[3], order="F") != 0
-    total = support.sum(axis=0)
-    if mask_data is not None:
-        support &= mask_data.reshape(-1, order="F")[:, None]
-    sizes = support.sum(axis=0)
+    total, sizes = _map_supports(maps_data, mask_data)
     coverage = np.divide(sizes, total, out=np.zeros(sizes.size), where=total > 0)
     sigma = fwhm_to_sigma(fwhm, grids.affine) if fwhm is not None else None
     signals = _extract(img, indices, regions.voxel_index, lambda b: maps_signals(b, regions),
