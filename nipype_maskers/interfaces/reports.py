@@ -1,0 +1,363 @@
+"""Visual reports as interfaces: reportlets (SVG or PNG) and the per-run HTML report.
+
+- :class:`SummarizeBold`: one streamed pass over a run: its mean image and a sample of voxel
+  time series, so the reportlets never read the 4D data again;
+- :class:`MaskReport`, :class:`AtlasReport`, :class:`SignalsReport`: the reportlets;
+- :class:`RunReport`: reportlets and parameters gathered in one self-contained HTML page.
+
+The reportlets need matplotlib (``pip install nipype-maskers[reports]``); this module imports
+without it, and a reportlet asked for without it fails with that instruction.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from nipype.interfaces.base import (
+    File,
+    InputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from ..core.image import load_img
+from ..core.spheres import read_seeds
+from ..reporting import require_matplotlib
+from .base import MaskersInputSpec, defined, header_t_r, read_sample_mask
+from .io import atomic_path, read_matrix, save_nifti, save_npy, save_text, split_ext
+from .regions import read_signals
+
+_FD_COLUMN = "framewise_displacement"
+
+
+def report_path(source: str, desc: str | None, ext: str, newpath: str, *,
+                extra: str = "", suffix: str = "report") -> Path:
+    """``<source entities without desc>[_<extra>][_desc-<desc>]_<suffix><ext>`` in ``newpath``.
+
+    Examples
+    --------
+    >>> report_path('/d/sub-01_task-rest_space-MNI_desc-preproc_bold.nii.gz', 'mask', '.svg',
+    ...             '/o').name
+    'sub-01_task-rest_space-MNI_desc-mask_report.svg'
+    >>> report_path('sub-01_bold.nii.gz', None, '.html', '/o').name
+    'sub-01_report.html'
+    """
+    stem, _ = split_ext(source)
+    parts = stem.split("_")
+    if len(parts) > 1 and "-" not in parts[-1]:
+        parts = parts[:-1]
+    parts = [p for p in parts if not p.startswith("desc-")]
+    if extra:
+        parts.append(extra)
+    if desc:
+        parts.append(f"desc-{desc}")
+    return Path(newpath) / ("_".join(parts + [suffix]) + ext)
+
+
+def _write_report(content: str | bytes, path: Path) -> str:
+    """Write SVG text or PNG bytes atomically."""
+    if isinstance(content, bytes):
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(content)
+        return str(path)
+    return str(save_text(content, path))
+
+
+class _ReportletInputSpec(MaskersInputSpec):
+    out_format = traits.Enum("svg", "png", usedefault=True,
+                             desc="'svg' (inlined in the HTML report) or 'png'")
+
+
+class _ReportletOutputSpec(TraitedSpec):
+    out_report = File(desc="the reportlet (SVG or PNG)")
+
+
+# --------------------------------------------------------------------------------------------
+class _SummarizeBoldInputSpec(MaskersInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="the run (4D NIfTI)")
+    mask_file = File(exists=True, mandatory=True, desc="its brain mask (the run's grid)")
+    max_voxels = traits.Range(1, value=600, usedefault=True,
+                              desc="voxels sampled (evenly, in file order) for the carpet plot")
+
+
+class _SummarizeBoldOutputSpec(TraitedSpec):
+    mean_file = File(desc="the mean image over time (float32 NIfTI)")
+    carpet_file = File(desc="(volumes x sampled voxels) time series, .npy float32")
+    t_r = traits.Either(None, traits.Float, desc="the TR from the header (None if unknown)")
+
+
+class SummarizeBold(SimpleInterface):
+    """Read a run once, streamed: its mean image and sampled voxel time series."""
+
+    input_spec = _SummarizeBoldInputSpec
+    output_spec = _SummarizeBoldOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..reporting.carpet import summarize_bold
+
+        img = load_img(self.inputs.in_file, name="in_file", ndim=4)
+        summary = summarize_bold(img, self.inputs.mask_file, max_voxels=self.inputs.max_voxels)
+        source = self.inputs.in_file
+        mean = report_path(source, "mean", ".nii.gz", runtime.cwd, suffix="boldref")
+        carpet = report_path(source, "carpet", ".npy", runtime.cwd, suffix="timeseries")
+        self._results["mean_file"] = str(save_nifti(summary.mean, mean))
+        self._results["carpet_file"] = str(save_npy(summary.carpet, carpet))
+        self._results["t_r"] = header_t_r(img)
+        return runtime
+
+
+# --------------------------------------------------------------------------------------------
+class _MaskReportInputSpec(_ReportletInputSpec):
+    in_file = File(exists=True, mandatory=True,
+                   desc="the mean image (3D), or the run (4D: averaged, streamed)")
+    mask_file = File(exists=True, mandatory=True, desc="the mask to show")
+    mask_strategy = traits.Str(desc="how the mask was made ('epi', 'fmriprep', 'given'...)")
+    n_slices = traits.Range(1, 20, value=7, usedefault=True, desc="slices per mosaic")
+
+
+class MaskReport(SimpleInterface):
+    """The mask's outline and kept voxels over the mean image, with its counts."""
+
+    input_spec = _MaskReportInputSpec
+    output_spec = _ReportletOutputSpec
+
+    def _run_interface(self, runtime):
+        require_matplotlib()
+        from ..reporting.mask import plot_mask
+
+        content = plot_mask(self.inputs.in_file, self.inputs.mask_file,
+                            strategy=defined(self.inputs.mask_strategy),
+                            n_slices=self.inputs.n_slices, fmt=self.inputs.out_format)
+        out = report_path(self.inputs.in_file, "mask", f".{self.inputs.out_format}",
+                          runtime.cwd)
+        self._results["out_report"] = _write_report(content, out)
+        return runtime
+
+
+# --------------------------------------------------------------------------------------------
+_ATLAS_KINDS = {"labels_file": "labels", "maps_file": "maps", "seeds_file": "spheres"}
+
+
+class _AtlasReportInputSpec(_ReportletInputSpec):
+    in_file = File(exists=True, mandatory=True,
+                   desc="the mean image (3D), or the run (4D: averaged, streamed)")
+    labels_file = File(exists=True, xor=["maps_file", "seeds_file"],
+                       desc="a labels atlas (3D integer NIfTI)")
+    maps_file = File(exists=True, xor=["labels_file", "seeds_file"],
+                     desc="a maps atlas (4D NIfTI, one map per volume)")
+    seeds_file = File(exists=True, xor=["labels_file", "maps_file"],
+                      desc="seeds: TSV/CSV with x, y, z (mm) and an optional name column")
+    radius = traits.Float(desc="spheres: radius in mm (unset: the nearest voxel)")
+    background_label = traits.Int(0, usedefault=True, desc="labels: the label of 'no region'")
+    n_maps = traits.Range(1, value=12, usedefault=True, desc="maps: how many to draw")
+    threshold = traits.Range(0.0, 1.0, value=0.5, usedefault=True, exclude_low=True,
+                             exclude_high=True,
+                             desc="maps: contour at this fraction of each map's maximum")
+    regions_file = File(exists=True,
+                        desc="the masker's regions TSV (index, name, voxel_count, coverage)")
+    mask_file = File(exists=True, desc="the mask used (its outline is drawn)")
+    atlas_name = traits.Str(desc="the atlas's name, in the titles")
+    n_slices = traits.Range(1, 20, value=7, usedefault=True, desc="slices per mosaic")
+
+
+class _AtlasReportOutputSpec(_ReportletOutputSpec):
+    out_table = File(desc="the regions table, an HTML fragment (with regions_file)")
+
+
+def read_regions_table(path: str) -> list[tuple[int, str, int, float]]:
+    """A masker's regions TSV as (index, name, voxel_count, coverage) rows."""
+    with open(path, encoding="utf-8", newline="") as stream:
+        rows = [row for row in csv.reader(stream, delimiter="\t") if row]
+    expected = ["index", "name", "voxel_count", "coverage"]
+    if not rows or [c.strip() for c in rows[0][:4]] != expected:
+        raise ValueError(f"regions_file: '{path}' must start with the header "
+                         f"{' '.join(expected)} (a region masker's regions_file)")
+    try:
+        return [(int(r[0]), r[1], int(r[2]), float(r[3].replace("n/a", "nan")))
+                for r in rows[1:]]
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"regions_file: '{path}' has a malformed row ({exc})") from None
+
+
+class AtlasReport(SimpleInterface):
+    """A labels atlas, a maps atlas or spheres over the mean image, and the regions table."""
+
+    input_spec = _AtlasReportInputSpec
+    output_spec = _AtlasReportOutputSpec
+
+    def _run_interface(self, runtime):
+        given = [name for name in _ATLAS_KINDS if isdefined(getattr(self.inputs, name))]
+        if len(given) != 1:
+            raise ValueError("AtlasReport: give exactly one of labels_file, maps_file or "
+                             f"seeds_file (got {given or 'none'})")
+        require_matplotlib()
+        from ..reporting import atlas
+
+        kind = _ATLAS_KINDS[given[0]]
+        name = defined(self.inputs.atlas_name, "")
+        title = f"{kind.capitalize()} atlas" + (f" {name}" if name else "")
+        common = {"mask": defined(self.inputs.mask_file), "n_slices": self.inputs.n_slices,
+                  "fmt": self.inputs.out_format, "title": title}
+        if kind == "labels":
+            content = atlas.plot_labels(self.inputs.in_file, self.inputs.labels_file,
+                                        background_label=self.inputs.background_label,
+                                        **common)
+        elif kind == "maps":
+            content = atlas.plot_maps(self.inputs.in_file, self.inputs.maps_file,
+                                      n_maps=self.inputs.n_maps,
+                                      threshold=self.inputs.threshold, **common)
+        else:
+            try:
+                seeds, _ = read_seeds(self.inputs.seeds_file)
+            except ValueError as exc:
+                raise ValueError(f"seeds_file: {exc}") from exc
+            content = atlas.plot_spheres(self.inputs.in_file, seeds,
+                                         defined(self.inputs.radius), **common)
+        extra = f"atlas-{name}" if name else ""
+        ext = f".{self.inputs.out_format}"
+        out = report_path(self.inputs.in_file, kind, ext, runtime.cwd, extra=extra)
+        self._results["out_report"] = _write_report(content, out)
+        if isdefined(self.inputs.regions_file):
+            rows = read_regions_table(self.inputs.regions_file)
+            table = atlas.regions_table_html(rows, title=f"Regions of the {title[0].lower()}"
+                                             f"{title[1:]}")
+            out = report_path(self.inputs.in_file, f"{kind}regions", ".html", runtime.cwd,
+                              extra=extra)
+            self._results["out_table"] = str(save_text(table, out))
+        return runtime
+
+
+# --------------------------------------------------------------------------------------------
+class _SignalsReportInputSpec(_ReportletInputSpec):
+    in_file = File(exists=True, mandatory=True,
+                   desc="signals before cleaning: the run (4D NIfTI, with mask_file; voxels "
+                   "sampled) or a matrix (.npy, or TSV with a header) of volumes x series")
+    mask_file = File(exists=True, desc="the run's mask (when in_file is the run)")
+    cleaned_files = InputMultiObject(
+        File(exists=True),
+        desc="cleaned signals (region TSVs or .npy), one panel each; rows: every volume or "
+        "the kept ones")
+    cleaned_labels = traits.List(traits.Str, desc="a label per cleaned file (default: name)")
+    confounds_file = File(exists=True, desc="the confounds regressed out (TSV with header)")
+    sample_mask_file = File(exists=True, desc="the kept volumes, one index per line")
+    fd_file = File(exists=True, desc="a table with a framewise_displacement column (e.g. "
+                   "fMRIPrep's confounds); default: that column of confounds_file, if any")
+    fd_threshold = traits.Float(desc="a threshold line on the FD panel (mm)")
+    t_r = traits.Either(None, traits.Float,
+                        desc="repetition time (s); default: the run's header (None: unknown)")
+    max_voxels = traits.Range(1, value=600, usedefault=True,
+                              desc="voxels sampled from a 4D in_file")
+    raw_label = traits.Str(desc="what in_file's series are (default: 'voxels (sampled)' for "
+                           "a 4D image, 'series' for a matrix)")
+
+
+def _fd_column(path: str) -> np.ndarray | None:
+    table, header = read_matrix(path, name="fd_file")
+    if header is None or _FD_COLUMN not in header:
+        return None
+    return np.atleast_2d(table.T).T[:, header.index(_FD_COLUMN)]
+
+
+class SignalsReport(SimpleInterface):
+    """Carpet plots before and after cleaning, with the confounds, censoring and FD.
+
+    With confounds or a sample mask, a first 'after' panel shows the same raw signals with
+    their trend and the confounds regressed out and the censored volumes dropped (what the
+    denoising does, without filters), computed here for display; then one panel per
+    ``cleaned_files`` (the signals the maskers wrote).
+    """
+
+    input_spec = _SignalsReportInputSpec
+    output_spec = _ReportletOutputSpec
+
+    def _run_interface(self, runtime):
+        require_matplotlib()
+        from ..reporting.carpet import clean_for_display, plot_carpet, summarize_bold
+
+        source = self.inputs.in_file
+        t_r = defined(self.inputs.t_r)
+        if source.endswith((".nii", ".nii.gz")):
+            if not isdefined(self.inputs.mask_file):
+                raise ValueError("mask_file: needed when in_file is a 4D image (the voxels "
+                                 "are sampled inside it)")
+            img = load_img(source, name="in_file", ndim=4)
+            raw = summarize_bold(img, self.inputs.mask_file,
+                                 max_voxels=self.inputs.max_voxels).carpet
+            raw_label = "voxels (sampled)"
+            t_r = t_r or header_t_r(img)
+        else:
+            raw = (read_signals(source) if source.endswith((".tsv", ".csv"))
+                   else read_matrix(source)[0])
+            raw_label = "series"
+        raw_label = defined(self.inputs.raw_label, raw_label)
+        confounds, names = None, ()
+        if isdefined(self.inputs.confounds_file):
+            confounds, header = read_matrix(self.inputs.confounds_file, name="confounds_file")
+            names = header or ()
+        sample_mask = (read_sample_mask(self.inputs.sample_mask_file)
+                       if isdefined(self.inputs.sample_mask_file) else None)
+        fd = None
+        for path in (defined(self.inputs.fd_file), defined(self.inputs.confounds_file)):
+            if path is not None and fd is None:
+                fd = _fd_column(path)
+        cleaned = []
+        if confounds is not None or sample_mask is not None:
+            cleaned.append(("after: trend, confounds\nout (display only)",
+                            clean_for_display(raw, confounds=confounds,
+                                              sample_mask=sample_mask)))
+        files = list(defined(self.inputs.cleaned_files, []))
+        labels = list(defined(self.inputs.cleaned_labels, []))
+        if files and labels and len(labels) != len(files):
+            raise ValueError(f"cleaned_labels: {len(labels)} labels for {len(files)} "
+                             "cleaned_files; give one per file")
+        for number, path in enumerate(files):
+            matrix = read_signals(path) if not path.endswith(".npy") else read_matrix(path)[0]
+            label = labels[number] if labels else split_ext(path)[0]
+            cleaned.append((f"after: {label}", matrix))  # the masker's cleaned output
+        content = plot_carpet(raw, cleaned=cleaned, confounds=confounds, confound_names=names,
+                              sample_mask=sample_mask, fd=fd,
+                              fd_threshold=defined(self.inputs.fd_threshold), t_r=t_r,
+                              raw_label=raw_label, fmt=self.inputs.out_format)
+        out = report_path(source, "signals", f".{self.inputs.out_format}", runtime.cwd)
+        self._results["out_report"] = _write_report(content, out)
+        return runtime
+
+
+# --------------------------------------------------------------------------------------------
+class _RunReportInputSpec(MaskersInputSpec):
+    reportlets = InputMultiObject(File(exists=True), mandatory=True,
+                                  desc="reportlets in order: .svg, .png or .html fragments")
+    parameters = traits.Dict(traits.Str, traits.Any,
+                             desc="the parameters of the run, shown as a table")
+    title = traits.Str(desc="the page's title (default: from source_file)")
+    source_file = File(desc="the run the report is about: names the output (need not exist)")
+
+
+class _RunReportOutputSpec(TraitedSpec):
+    out_report = File(desc="the self-contained HTML report (..._report.html)")
+
+
+class RunReport(SimpleInterface):
+    """Reportlets and the parameters table gathered in one self-contained HTML page."""
+
+    input_spec = _RunReportInputSpec
+    output_spec = _RunReportOutputSpec
+
+    def _run_interface(self, runtime):
+        from .. import __version__
+        from ..reporting.html import assemble_report, read_reportlet
+
+        source = defined(self.inputs.source_file, "run")
+        sections = [read_reportlet(path, number)
+                    for number, path in enumerate(self.inputs.reportlets, start=1)]
+        default = report_path(source, None, "", runtime.cwd).name[: -len("_report")]
+        title = defined(self.inputs.title) or f"Report: {default}"
+        page = assemble_report(title, sections, defined(self.inputs.parameters, {}),
+                               subtitle=f"{Path(source).name} - nipype-maskers {__version__}")
+        out = report_path(source, None, ".html", runtime.cwd)
+        self._results["out_report"] = str(save_text(page, out))
+        return runtime
