@@ -70,6 +70,9 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
                           help="repetition time (default: from the NIfTI header)")
     cleaning.add_argument("--no-denoised-bold", action="store_true",
                           help="do not write the voxel-wise denoised BOLD run")
+    cleaning.add_argument("--no-reports", action="store_true",
+                          help="do not write the per-run HTML report (written by default "
+                          "when matplotlib is installed: pip install nipype-maskers[reports])")
     execution = parser.add_argument_group("execution")
     execution.add_argument("--work-dir", type=Path, help="Nipype work dir (cache)")
     execution.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
@@ -203,6 +206,13 @@ def parse_atlases(args) -> dict[str, list]:
     return {"labels": labels, "maps": maps, "spheres": spheres}
 
 
+def reports_available() -> bool:
+    """Whether matplotlib (the "reports" extra) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def processing_options(args) -> dict[str, Any]:
     """The workflow factory's keyword arguments from the processing options."""
     if args.low_pass is not None and args.high_pass is not None and \
@@ -222,7 +232,12 @@ def processing_options(args) -> dict[str, Any]:
     atlases = parse_atlases(args)
     if args.no_denoised_bold and not any(atlases.values()):
         raise UsageError("nothing to do: --no-denoised-bold and no --atlas/--maps/--seeds")
+    report = not args.no_reports and reports_available()
+    if not args.no_reports and not report:
+        print("note: no HTML reports (matplotlib is missing: pip install "
+              "'nipype-maskers[reports]'); pass --no-reports to silence this", file=sys.stderr)
     return {
+        "report": report,
         "mask_strategy": args.mask_strategy,
         "denoise_strategy": None if args.denoise == "none" else args.denoise,
         "clean_args": clean_args, "smoothing_fwhm": args.smoothing_fwhm,

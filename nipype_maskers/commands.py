@@ -173,8 +173,13 @@ def demo(args: argparse.Namespace) -> int:
     code = execute(runs, options, demo_args, output_dir, root / "work")
     print(f"\nDone in {time.monotonic() - started:.0f} s. Derivatives in {output_dir}:")
     for path in sorted(output_dir.rglob("sub-*")):
-        if path.is_file() and path.suffix != ".json":
+        if path.is_file() and path.suffix not in (".json", ".html"):
             print(f"  {path.relative_to(output_dir)}")
+    reports = sorted(output_dir.rglob("*_report.html"))
+    if reports:
+        print("Reports (open in a browser):")
+        for path in reports:
+            print(f"  {path}")
     return code
 
 

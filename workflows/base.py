@@ -66,6 +66,7 @@ def init_maskers_wf(
     maps: Sequence[MapsAtlas] = (),
     spheres: Sequence[SpheresAtlas] = (),
     denoised_bold: bool = True,
+    report: bool = False,
     name: str = "maskers_wf",
 ) -> pe.Workflow:
     """Everything for one BOLD run, written as BIDS derivatives.
@@ -78,7 +79,7 @@ def init_maskers_wf(
               -> load_confounds
               -> clean_image (denoised BOLD)          --\\
               -> timeseries_wf (labels/maps/spheres) ---> sidecar_metadata -> write_derivatives
-              -> outputnode(out_files)
+              -> report_wf (optional HTML report)    --/                   -> outputnode
 
     Parameters
     ----------
@@ -103,6 +104,9 @@ def init_maskers_wf(
         The atlases (see :mod:`nipype_maskers.workflows.timeseries`).
     denoised_bold : bool
         Also write the voxel-wise denoised BOLD run.
+    report : bool
+        Also write the run's visual report (``..._report.html``; needs matplotlib, the
+        "reports" extra).
     name : str
         Workflow name.
 
@@ -196,6 +200,28 @@ def init_maskers_wf(
         if t_r_source is None:
             first = f"{kinds[0][0]}_{kinds[0][1].name}"
             t_r_source = (timeseries_wf, f"{first}.t_r")
+
+    if report:
+        from .reports import init_report_wf
+
+        report_wf = init_report_wf(labels=labels, maps=maps, spheres=spheres)
+        report_wf.inputs.inputnode.mask_strategy = mask_strategy
+        report_wf.inputs.inputnode.parameters = parameters
+        workflow.connect([
+            (inputnode, report_wf, [("bold_file", "inputnode.bold_file"),
+                                    ("confounds_file", "inputnode.fd_file")]),
+            (mask_source[0], report_wf, [(mask_source[1], "inputnode.mask_file")]),
+        ])  # fmt:skip
+        if confounds is not None:
+            workflow.connect([(confounds, report_wf, [
+                ("out_file", "inputnode.confounds_file"),
+                ("sample_mask_file", "inputnode.sample_mask_file")])])
+        if labels or maps or spheres:
+            workflow.connect([(timeseries_wf, report_wf, [
+                ("outputnode.timeseries_files", "inputnode.timeseries_files"),
+                ("outputnode.regions_files", "inputnode.regions_files")])])
+        outputs.append((report_wf, "outputnode.report_file",
+                        {"suffix": "report", "extension": ".html"}, {"_kind": "report"}))
 
     if not outputs:
         raise ValueError("init_maskers_wf: nothing to write (no atlas and denoised_bold=False)")
