@@ -51,7 +51,8 @@ def test_run_writes_bids_derivatives_then_caches(tree, capsys):
     stem = "sub-01_task-rest_space-MNI152NLin2009cAsym"
     expected = {f"{stem}_atlas-Toy_timeseries.tsv", f"{stem}_atlas-Toy_regions.tsv",
                 f"{stem}_atlas-Balls_timeseries.tsv", f"{stem}_atlas-Balls_regions.tsv",
-                f"{stem}_desc-denoised_bold.nii.gz", f"{stem}_desc-confounds_timeseries.tsv"}
+                f"{stem}_desc-denoised_bold.nii.gz", f"{stem}_desc-confounds_timeseries.tsv",
+                f"{stem}_report.html"}  # matplotlib is in the test extra
     names = {p.name for p in func.iterdir()}
     assert expected <= names
     assert {n[: -len(".json")] for n in names if n.endswith(".json")} == {
