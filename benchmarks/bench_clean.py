@@ -19,41 +19,19 @@ import shutil
 from textwrap import dedent
 
 import numpy as np
-from common import DATA_DIR, bold_file, report, run_case, time_command
+from common import (
+    DATA_DIR,
+    REPEAT,
+    SAVE,
+    bold_file,
+    isal_floor,
+    report,
+    time_command,
+    timed,
+)
 
 CLEAN = dict(detrend=True, standardize="zscore_sample", low_pass=0.1, high_pass=0.01, t_r=2.0)
 FWHM = 6.0
-
-#: Runs per case (``--repeat``): the fastest is reported, with the largest peak memory.
-REPEAT = 1
-
-
-def timed(setup: str, body: str) -> dict:
-    """``run_case`` ``REPEAT`` times: the best time, the worst peak (the machine is shared)."""
-    results = [run_case(setup, body) for _ in range(REPEAT)]
-    best = dict(min(results, key=lambda r: r["seconds"]))
-    best["peak_mb"] = max(r["peak_mb"] for r in results)
-    return best
-
-
-# Timed bodies save their output for the comparison; the save is excluded from the time by
-# moving the child's start time forward by the save's duration (np.save writes the array's
-# buffer, or iterates over a non-contiguous one, without a copy: no memory added).
-_SAVE = """
-_ts = time.perf_counter()
-np.save({out!r}, signals)
-_t0 += time.perf_counter() - _ts
-"""
-
-
-def isal_floor(path) -> dict:
-    """Time to stream-decompress ``path`` with ISA-L (what our reader uses when installed)."""
-    return timed("from isal import igzip", f"""
-        with igzip.open({str(path)!r}, "rb") as f:
-            while f.read(1 << 22):
-                pass
-    """)
-
 
 def epi_mask(path) -> str:
     """Our EPI mask of ``path``, computed once and saved next to it."""
@@ -82,8 +60,7 @@ def main() -> None:
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="set OPENBLAS/OMP/MKL_NUM_THREADS for every case (default: as is)")
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = max(1, args.repeat)
+    REPEAT["runs"] = max(1, args.repeat)
     if args.blas_threads:  # inherited by the child processes (nilearn's and ours alike)
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.blas_threads)
@@ -116,13 +93,13 @@ def main() -> None:
                                  standardize="zscore_sample", low_pass=0.1, high_pass=0.01,
                                  t_r=2.0)
             signals = masker.fit_transform({str(path)!r}, confounds=confounds)
-            """) + _SAVE.format(out=str(theirs_out)))))
+            """) + SAVE.format(out=str(theirs_out)))))
     rows.append((ours_label, timed(
         setup + "from nipype_maskers.core.nifti_masker import mask_volumes\n",
         dedent(f"""
         signals = mask_volumes({str(path)!r}, {mask!r}, smoothing_fwhm={FWHM},
                                clean_args=dict({CLEAN!r}, confounds=confounds)).signals
-        """) + _SAVE.format(out=str(ours_out)))))
+        """) + SAVE.format(out=str(ours_out)))))
     report(f"given mask + 6 mm smoothing + clean, {args.volumes} volumes", rows,
            reference=nilearn_label, ours=ours_label)
 

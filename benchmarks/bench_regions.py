@@ -22,42 +22,21 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from common import DATA_DIR, bold_file, report, run_case, time_command
+from common import (
+    DATA_DIR,
+    REPEAT,
+    SAVE,
+    bold_file,
+    isal_floor,
+    report,
+    time_command,
+    timed,
+)
 
 POWER = (Path(importlib.util.find_spec("nilearn").origin).parent / "datasets" / "data"
          / "power_2011.csv")
 RADIUS = 5.0
 N_MAPS = 64
-
-#: Runs per case (``--repeat``): the fastest is reported, with the largest peak memory.
-REPEAT = 1
-
-
-def timed(setup: str, body: str) -> dict:
-    """``run_case`` ``REPEAT`` times: the best time, the worst peak (the machine is shared)."""
-    results = [run_case(setup, body) for _ in range(REPEAT)]
-    best = dict(min(results, key=lambda r: r["seconds"]))
-    best["peak_mb"] = max(r["peak_mb"] for r in results)
-    return best
-
-
-# Timed bodies save their output for the comparison; the save is excluded from the time by
-# moving the child's start time forward by the save's duration.
-_SAVE = """
-_ts = time.perf_counter()
-np.save({out!r}, signals)
-_t0 += time.perf_counter() - _ts
-"""
-
-
-def isal_floor(path) -> dict:
-    """Time to stream-decompress ``path`` with ISA-L (what our reader uses when installed)."""
-    return timed("from isal import igzip", f"""
-        with igzip.open({str(path)!r}, "rb") as f:
-            while f.read(1 << 22):
-                pass
-    """)
-
 
 def _brain() -> tuple[np.ndarray, np.ndarray]:
     """The MNI 2 mm brain (as in ``synthetic_bold``) and the grid's affine."""
@@ -137,13 +116,13 @@ CASES = {
 
 def run_ours(kind: str, img: str, atlas: str, out: Path | None = None) -> dict:
     _, _, fn, body = CASES[kind]
-    body = body.format(img=img, atlas=atlas) + (_SAVE.format(out=str(out)) if out else "")
+    body = body.format(img=img, atlas=atlas) + (SAVE.format(out=str(out)) if out else "")
     return timed(OURS_SETUP.format(fn=fn), body)
 
 
 def run_nilearn(kind: str, img: str, atlas: str, out: Path) -> dict:
     cls, body, _, _ = CASES[kind]
-    body = body.format(img=img, atlas=atlas) + _SAVE.format(out=str(out))
+    body = body.format(img=img, atlas=atlas) + SAVE.format(out=str(out))
     return timed(NILEARN_SETUP.format(cls=cls), body)
 
 
@@ -166,8 +145,7 @@ def main() -> None:
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="set OPENBLAS/OMP/MKL_NUM_THREADS for every case (default: as is)")
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = max(1, args.repeat)
+    REPEAT["runs"] = max(1, args.repeat)
     if args.blas_threads:  # inherited by the child processes (nilearn's and ours alike)
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.blas_threads)

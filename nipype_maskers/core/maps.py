@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from .streaming import finite_block
+
 __all__ = [
     "MapsRegions",
     "maps_signals",
@@ -297,23 +299,6 @@ def prepare_maps(
     return MapsRegions(voxel_index=voxel_index, pinv=pinv, kept=kept, shape=shape)
 
 
-def _finite_values(values: ArrayLike, n_voxels: int, dtype: np.dtype) -> np.ndarray:
-    """Check a gathered block and return it in ``dtype`` with non-finite values set to 0."""
-    values = np.asarray(values)
-    if values.dtype.kind not in "biuf":
-        raise TypeError(f"values must hold real numbers, got dtype {values.dtype}")
-    if values.ndim != 2 or values.shape[1] != n_voxels:
-        raise ValueError(
-            f"values must be 2D (n_samples, {n_voxels}) (the gathered voxels), "
-            f"got shape {values.shape}"
-        )
-    values = values.astype(dtype, copy=False)
-    if values.dtype.kind == "f" and not np.isfinite(values).all():
-        # nilearn extracts from safe_get_data(imgs, ensure_finite=True): NaN/inf count as 0.
-        values = np.where(np.isfinite(values), values, 0).astype(dtype, copy=False)
-    return values
-
-
 def maps_signals(values: ArrayLike, regions: MapsRegions) -> NDArray[np.floating]:
     """Least-squares signals of the maps for a block of volumes.
 
@@ -340,7 +325,7 @@ def maps_signals(values: ArrayLike, regions: MapsRegions) -> NDArray[np.floating
     if not isinstance(regions, MapsRegions):
         raise TypeError(f"regions must be a MapsRegions, got {type(regions).__name__}")
     raw_dtype = np.asarray(values).dtype
-    block = _finite_values(values, regions.voxel_index.size, regions.pinv.dtype)
+    block = finite_block(values, regions.voxel_index.size, regions.pinv.dtype)
     signals = block @ regions.pinv.T
     if raw_dtype.kind == "f":
         signals = signals.astype(np.result_type(raw_dtype, signals.dtype), copy=False)

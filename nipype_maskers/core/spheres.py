@@ -43,6 +43,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 from scipy.spatial import cKDTree
 
+from .streaming import finite_block
+
 __all__ = [
     "SphereRegions",
     "prepare_spheres",
@@ -330,18 +332,8 @@ def spheres_signals(values: ArrayLike, regions: SphereRegions) -> NDArray[np.flo
     if not isinstance(regions, SphereRegions):
         raise TypeError(f"regions must be a SphereRegions, got {type(regions).__name__}")
     values = np.asarray(values)
-    n_voxels = regions.voxel_index.size
-    if values.dtype.kind not in "biuf":
-        raise TypeError(f"values must hold real numbers, got dtype {values.dtype}")
-    if values.ndim != 2 or values.shape[1] != n_voxels:
-        raise ValueError(
-            f"values must be 2D (n_samples, {n_voxels}) (the gathered voxels), "
-            f"got shape {values.shape}"
-        )
     out_dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float64)
-    block = values.astype(np.float64, copy=False)
-    if not np.isfinite(block).all():
-        block = np.where(np.isfinite(block), block, 0.0)
+    block = finite_block(values, regions.voxel_index.size, np.dtype(np.float64))
     sums = regions.adjacency @ block.T  # (n_seeds, n_samples)
     return (sums.T / regions.sizes).astype(out_dtype, copy=False)
 

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from .image import compute_dtype, count_nonfinite, finite_range, iter_volumes, warn_nonfinite
 
@@ -42,6 +42,24 @@ def one_blas_thread():
     except ImportError:  # pragma: no cover - depends on the environment
         return nullcontext()
     return threadpool_limits(1, user_api="blas")
+
+
+def finite_block(values: ArrayLike, n_voxels: int, dtype: np.dtype) -> np.ndarray:
+    """Check a block of gathered voxels (n_samples, n_voxels); return it in ``dtype`` with
+    non-finite values set to 0 (nilearn extracts from data made finite)."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"values must hold real numbers, got dtype {values.dtype}")
+    if values.ndim != 2 or values.shape[1] != n_voxels:
+        raise ValueError(
+            f"values must be 2D (n_samples, {n_voxels}) (the gathered voxels), "
+            f"got shape {values.shape}"
+        )
+    values = values.astype(dtype, copy=False)
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        # nilearn extracts from safe_get_data(imgs, ensure_finite=True): NaN/inf count as 0.
+        values = np.where(np.isfinite(values), values, 0).astype(dtype, copy=False)
+    return values
 
 
 def gathered_box(gather: NDArray[np.intp], shape) -> tuple[NDArray, NDArray]:
