@@ -116,3 +116,33 @@ def test_volumes_string_slice(epi_file, tmp_path):
                        ).run(cwd=str(tmp_path / "some"))
     np.testing.assert_array_equal(np.load(some.outputs.out_file),
                                   np.load(full.outputs.out_file)[2:10:2])
+
+
+def test_masker_cleaning_inputs_match_nilearn(tmp_path):
+    """NiftiMasker's cleaning inputs, t_r from the header, against nilearn's masker."""
+    from nilearn.image import index_img
+
+    data, brain = make_epi(n_volumes=40, seed=11)
+    img = nib.Nifti1Image(data, oblique_affine())
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = 2.0
+    bold = tmp_path / "sub-01_task-rest_bold.nii.gz"
+    nib.save(img, bold)
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(brain.astype(np.int8), oblique_affine()), mask)
+    confounds = np.random.default_rng(3).normal(size=(40, 3))
+    conf_file = tmp_path / "confounds.tsv"
+    conf_file.write_text("a\tb\tc\n" + "".join(
+        "\t".join(repr(float(v)) for v in row) + "\n" for row in confounds))
+    result = NiftiMasker(in_file=str(bold), mask_file=str(mask), detrend=True,
+                         standardize="zscore_sample", low_pass=0.1, high_pass=0.01,
+                         confounds_file=str(conf_file), volumes="0:36").run(cwd=str(tmp_path))
+    assert result.outputs.t_r == 2.0 and result.outputs.t_r_source == "NIfTI header"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = NilearnMasker(mask_img=str(mask), detrend=True, standardize="zscore_sample",
+                                  low_pass=0.1, high_pass=0.01, t_r=2.0).fit_transform(
+            index_img(str(bold), slice(0, 36)), confounds=confounds[:36])
+    ours = np.load(result.outputs.out_file)
+    # z-scored values: float32 filtering and projection round-off, 1e-5 of the scale
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5 * np.abs(reference).max())

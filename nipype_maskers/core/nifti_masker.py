@@ -49,6 +49,34 @@ def check_dtype(dtype: DTypeLike, *, name: str = "dtype") -> np.dtype:
     return resolved
 
 
+def select_clean_args(clean_args: dict[str, Any] | None, indices: NDArray[np.intp],
+                      n_total: int) -> dict[str, Any] | None:
+    """Cleaning arguments for a volume selection, when they describe the whole image.
+
+    Confounds and ``runs`` with one row per volume of the image keep the selected rows; a
+    ``sample_mask`` of the image's volumes keeps the selected volumes it lists (renumbered in
+    the selection's order). Arguments already sized for the selection are left as they are.
+    """
+    if not clean_args or (indices.size == n_total and np.array_equal(indices,
+                                                                    np.arange(n_total))):
+        return clean_args
+    args = dict(clean_args)
+    confounds = args.get("confounds")
+    if confounds is not None and np.shape(confounds)[0] == n_total != indices.size:
+        args["confounds"] = np.asarray(confounds)[indices]
+    runs = args.get("runs")
+    if runs is not None and len(runs) == n_total != indices.size:
+        args["runs"] = np.asarray(runs)[indices]
+    sample_mask = args.get("sample_mask")
+    if sample_mask is not None:
+        kept = np.asarray(sample_mask)
+        if kept.dtype == bool:
+            kept = np.flatnonzero(kept) if kept.size == n_total else kept
+        if kept.dtype != bool:
+            args["sample_mask"] = np.flatnonzero(np.isin(indices, kept))
+    return args
+
+
 def kept_volumes(indices: NDArray[np.intp], clean_args: dict[str, Any] | None
                  ) -> NDArray[np.intp]:
     """The input volume of each row left after ``clean``'s ``sample_mask``."""
@@ -148,7 +176,8 @@ def mask_volumes(
     clean_args : dict, optional
         Keyword arguments for :func:`~nipype_maskers.core.signal.clean`, applied last and in
         place (no copy of the matrix); None: no cleaning. With a ``sample_mask`` only the kept
-        volumes' rows are returned.
+        volumes' rows are returned. Confounds, runs and sample_mask may describe the whole
+        image: with ``volumes`` they follow the selection (:func:`select_clean_args`).
 
     Returns
     -------
@@ -175,6 +204,7 @@ def mask_volumes(
     indices = resolve_volumes(volumes, n_volumes(img), name="volumes")
     if indices.size == 0:
         raise ValueError("volumes: the selection is empty; select at least one volume")
+    clean_args = select_clean_args(clean_args, indices, n_volumes(img))
     mask_img, mean = prepare_mask(
         img, mask, indices, mask_strategy=mask_strategy, mask_args=mask_args,
         target_affine=target_affine, target_shape=target_shape, name=name,

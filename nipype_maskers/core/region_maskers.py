@@ -26,7 +26,7 @@ from .label_names import region_names
 from .labels import labels_signals, prepare_labels, region_coverage
 from .maps import maps_signals, prepare_maps
 from .masking import MaskError, load_mask
-from .nifti_masker import check_dtype, kept_volumes
+from .nifti_masker import check_dtype, kept_volumes, select_clean_args
 from .signal import clean
 from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
 from .spheres import prepare_spheres, spheres_signals
@@ -168,14 +168,15 @@ def _finish(signals, names, ids, sizes, coverage, indices, *, min_coverage, drop
                          kept_volumes(indices, clean_args))
 
 
-def _prepare(img, volumes, smoothing_fwhm, dtype, name):
+def _prepare(img, volumes, smoothing_fwhm, dtype, clean_args, name):
     img = load_img(img, name=name)
     if volumes is not None and len(img.shape) == 3:
         raise ImageError(f"volumes: {name} is a 3D image; a volume selection needs a 4D image")
     indices = resolve_volumes(volumes, n_volumes(img), name="volumes")
     if indices.size == 0:
         raise ValueError("volumes: the selection is empty; select at least one volume")
-    return img, indices, check_fwhm(smoothing_fwhm), check_dtype(dtype)
+    clean_args = select_clean_args(clean_args, indices, n_volumes(img))
+    return img, indices, check_fwhm(smoothing_fwhm), check_dtype(dtype), clean_args
 
 
 #: The array-level core names its inputs as nilearn does; the users of this module gave files.
@@ -251,7 +252,8 @@ def labels_masker(
     clean_args : dict, optional
         Keyword arguments for :func:`~nipype_maskers.core.signal.clean` (None: no cleaning).
     """
-    img, indices, fwhm, out_dtype = _prepare(img, volumes, smoothing_fwhm, dtype, name)
+    img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
+                                                         clean_args, name)
     atlas = load_img(labels_img, name="labels_file")
     if len(atlas.shape) == 4 and atlas.shape[3] > 1:
         raise ImageError(
@@ -331,7 +333,8 @@ def maps_masker(
     Coverage is the fraction of a map's non-zero voxels kept by the mask. Maps emptied by the
     mask stay as NaN columns (nilearn drops them, which breaks its inverse_transform).
     """
-    img, indices, fwhm, out_dtype = _prepare(img, volumes, smoothing_fwhm, dtype, name)
+    img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
+                                                         clean_args, name)
     maps = load_img(maps_img, name="maps_file")
     if len(maps.shape) == 3:
         raise ImageError(
@@ -381,7 +384,8 @@ def spheres_masker(
     The mask, if any, is resampled (nearest) onto the data. Coverage is the fraction of each
     sphere's voxels kept by the mask.
     """
-    img, indices, fwhm, out_dtype = _prepare(img, volumes, smoothing_fwhm, dtype, name)
+    img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
+                                                         clean_args, name)
     shape = tuple(img.shape[:3])
     mask_data = _mask_on(mask, img.affine, shape)
     try:

@@ -130,7 +130,8 @@ class CleanSpecMixin(traits.HasTraits):
         traits.Str, desc="use only these columns of the confounds tables (by header name)"
     )
     sample_mask = traits.List(
-        traits.Int, desc="indices of the volumes to keep (censoring); all when unset"
+        traits.Int, desc="indices of the volumes to keep (censoring); all when unset. Like "
+        "confounds and runs, they count the input's volumes, also when `volumes` selects some"
     )
     sample_mask_file = File(
         exists=True, desc="sample mask as a file: one kept index per line (LoadConfounds)"
