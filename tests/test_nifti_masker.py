@@ -192,3 +192,12 @@ def test_resolve_volumes_matches_index_img_semantics():
         image.resolve_volumes([True, False], 4)
     with pytest.raises(ValueError, match="expected an int, a slice"):
         image.resolve_volumes([0.5], 4)
+
+
+@pytest.mark.parametrize("index", [3, slice(2, 9, 3), [7, 1, 1], [True, False] * 6])
+def test_index_img_matches_nilearn(epi_int16_file, index):
+    ours = image.index_img(epi_int16_file, index)
+    theirs = index_img(str(epi_int16_file), index)
+    assert ours.shape == theirs.shape
+    np.testing.assert_array_equal(np.asanyarray(ours.dataobj), theirs.get_fdata())
+    np.testing.assert_array_equal(ours.affine, theirs.affine)
