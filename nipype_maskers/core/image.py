@@ -231,8 +231,9 @@ def index_img(img: ImageLike, index) -> nib.Nifti1Image:
     indices = resolve_volumes(index, n_volumes(img), name="index")
     dtype = natural_dtype(img)
     data = np.empty(img.shape[:3] + (len(indices),), dtype=dtype, order="F")
-    for position, volume in iter_volumes(img, indices, dtype=dtype):
-        data[..., position] = volume
+    for positions, volume in iter_volumes(img, indices, dtype=dtype):
+        for position in positions:
+            data[..., position] = volume
     if isinstance(index, (int, np.integer)):
         data = data[..., 0]
     header = img.header.copy() if isinstance(img, nib.Nifti1Image) else None
