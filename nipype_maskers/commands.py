@@ -10,6 +10,7 @@ from typing import Any
 from .cli import UsageError, execution_options, processing_options
 
 CLUSTER_PLUGINS = ("SLURM", "SLURMGraph", "SGE", "SGEGraph")
+GRAPH_PLUGINS = ("SLURMGraph", "SGEGraph")
 
 
 def _shape(path: Path) -> tuple[int, ...]:
@@ -67,6 +68,10 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     )
 
     plugin, plugin_args = execution_options(args)
+    if plugin in CLUSTER_PLUGINS:
+        from .cluster import prepare_environment
+
+        prepare_environment()
     output_dir.mkdir(parents=True, exist_ok=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     crash_dir = work_dir / "crash"
@@ -94,8 +99,24 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     settings = plugin_settings(plugin, nprocs=getattr(args, "nprocs", None),
                                mem_gb=getattr(args, "mem_gb", None), plugin_args=plugin_args,
                                progress=progress)
-    return run_workflows(workflow, plugin=plugin, plugin_args=settings, crash_dir=crash_dir,
-                         runs=labels)
+    wait, runner = None, plugin
+    if plugin in ("SLURM", "SGE"):
+        from .cluster import batch_plugin
+
+        runner = batch_plugin(plugin, settings)
+    if plugin in GRAPH_PLUGINS:  # they only submit: wait for the jobs, then read the outcome
+        from .cluster import graph_outcome, graph_plugin_args
+
+        try:
+            settings, timeout = graph_plugin_args(plugin, settings)
+        except ValueError as exc:
+            raise UsageError(f"--plugin-args: {exc}") from None
+
+        def wait(failed):
+            return graph_outcome(workflow, plugin=plugin, work_dir=work_dir, timeout=timeout,
+                                 failed=failed)
+    return run_workflows(workflow, plugin=runner, plugin_args=settings, crash_dir=crash_dir,
+                         runs=labels, wait=wait)
 
 
 def participant(args: argparse.Namespace) -> int:

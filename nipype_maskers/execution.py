@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,26 +99,35 @@ def plugin_settings(plugin: str, *, nprocs: int | None, mem_gb: float | None,
         if mem_gb:
             args.setdefault("memory_gb", mem_gb)
         args.setdefault("raise_insufficient", False)
-    if progress is not None and plugin in ("MultiProc", "Linear"):
+    if progress is not None and plugin in ("MultiProc", "Linear", "SLURM", "SGE"):
         args["status_callback"] = progress
     return args
 
 
-def run_workflows(workflow, *, plugin: str, plugin_args: dict[str, Any], crash_dir: Path,
-                  runs: dict[str, str], stream=None) -> int:
+def run_workflows(workflow, *, plugin: str | Any, plugin_args: dict[str, Any], crash_dir: Path,
+                  runs: dict[str, str], stream=None,
+                  wait: Callable[[Callable[[], dict[str, str]]], dict[str, str]] | None = None
+                  ) -> int:
     """Run; print a summary naming each failed run, node and error. Returns the exit code.
 
-    ``runs`` maps each run's workflow name to the label shown to the user.
+    ``plugin`` is a Nipype plugin name or object. ``runs`` maps each run's workflow name to
+    the label shown to the user. ``wait``, for
+    plugins that only submit jobs (SLURMGraph, SGEGraph), is called after the submission with
+    a function that reads the crash files; it waits for the jobs and returns the failed nodes.
     """
     stream = stream or sys.stdout
     started = time.time()
     try:
         workflow.run(plugin=plugin, plugin_args=plugin_args)
         failed_nodes: dict[str, str] = {}
-    except Exception:  # MultiProc raises RuntimeError; Linear re-raises the node's error
+        if wait is not None:
+            failed_nodes = wait(lambda: crash_messages(crash_dir, started - 1))
+    except Exception as exc:  # MultiProc raises RuntimeError; Linear re-raises the node's error
         failed_nodes = crash_messages(crash_dir, started - 1)
-        if not failed_nodes:
-            failed_nodes = {"(unknown node)": "the workflow did not run cleanly; see the log"}
+        if not failed_nodes:  # e.g. a scheduler command failed: say which and why
+            reason = str(exc).strip().splitlines()
+            failed_nodes = {"(unknown node)": f"{type(exc).__name__}: {reason[0]}" if reason
+                            else "the workflow did not run cleanly; see the log"}
     failed_runs: dict[str, list[tuple[str, str]]] = {}
     for node, message in failed_nodes.items():
         run = next((label for name, label in runs.items() if f".{name}." in f".{node}"),
@@ -136,6 +145,10 @@ def run_workflows(workflow, *, plugin: str, plugin_args: dict[str, Any], crash_d
     return 1 if failed_runs else 0
 
 
+#: Virtual memory a Python job maps beyond what it holds, added to Grid Engine's h_vmem.
+SGE_VMEM_OVERHEAD_GB = 1.0
+
+
 def scheduler_args(plugin: str, mem_gb: float, n_procs: int = 1) -> dict[str, str]:
     """A node's resource request for a cluster plugin, from its ``mem_gb`` / ``n_procs``.
 
@@ -143,18 +156,24 @@ def scheduler_args(plugin: str, mem_gb: float, n_procs: int = 1) -> dict[str, st
     the job script (appended to the global sbatch/qsub arguments), so each job asks for what
     its node is estimated to use.
 
+    Grid Engine's ``h_vmem`` caps the job's virtual memory (address space), not what it
+    holds: Python with numpy/scipy maps about 0.3 GB more than it holds (thread stacks,
+    allocator arenas, shared libraries; measured 385 MB virtual for 137 MB resident), so the
+    request adds ``SGE_VMEM_OVERHEAD_GB``; without it every job dies with a MemoryError at
+    import. ``h_vmem`` is per slot.
+
     Examples
     --------
     >>> scheduler_args('SLURM', 0.58)
     {'sbatch_args': '--mem=594M --cpus-per-task=1'}
     >>> scheduler_args('SGEGraph', 1.5, 2)
-    {'qsub_args': '-l h_vmem=768M -pe smp 2'}
+    {'qsub_args': '-l h_vmem=1280M -pe smp 2'}
     """
     megabytes = max(int(-(-mem_gb * 1024 // 1)), 64)
     if plugin.startswith("SLURM"):
         return {"sbatch_args": f"--mem={megabytes}M --cpus-per-task={n_procs}"}
     if plugin.startswith("SGE"):
-        # h_vmem is per slot in Grid Engine
+        megabytes += int(SGE_VMEM_OVERHEAD_GB * 1024)
         per_slot = max(-(-megabytes // n_procs), 64)
         pe = f" -pe smp {n_procs}" if n_procs > 1 else ""
         return {"qsub_args": f"-l h_vmem={per_slot}M{pe}"}

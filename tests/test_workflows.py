@@ -97,5 +97,6 @@ def test_cluster_requests_follow_the_estimates(atlases):
     clean = workflow.get_node("clean_image")
     megabytes = int(-(-clean.mem_gb * 1024 // 1))
     assert clean.plugin_args["sbatch_args"] == f"--mem={megabytes}M --cpus-per-task=1"
-    assert scheduler_args("SGE", 2.0) == {"qsub_args": "-l h_vmem=2048M"}
+    # h_vmem caps virtual memory: the estimate plus the interpreter's mappings
+    assert scheduler_args("SGE", 2.0) == {"qsub_args": "-l h_vmem=3072M"}
     assert scheduler_args("MultiProc", 2.0) == {}
