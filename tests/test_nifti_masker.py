@@ -1,9 +1,8 @@
 """The streamed NiftiMasker transform against nilearn's NiftiMasker on the same files.
 
-Tolerances: without smoothing, float32 data give bit-identical rows (same float32 operations
-in the same order); smoothing runs as float32 matrix products where scipy accumulates each line
-in float64, so smoothed rows agree to float32 round-off (absolute 1e-6 of the data's scale);
-scaled int16 data (float64 in nilearn) agree to float32 round-off (rtol 1e-6).
+Tolerances: float32 data give bit-identical rows (same float32 operations in the same order,
+smoothing included); scaled int16 data (float64 in nilearn) agree to float32 round-off
+(rtol 1e-6).
 """
 
 
@@ -23,11 +22,6 @@ from nipype_maskers.core.image import ImageError
 from nipype_maskers.core.masking import MaskError
 
 
-def assert_float32_equal(ours, theirs):
-    """Equal to float32 round-off: within 1e-6 of the largest value (exactly equal when
-    nothing was smoothed)."""
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6 * np.abs(theirs).max())
-
 def _nilearn(path, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -41,10 +35,7 @@ def test_float32_rows_are_identical_to_nilearn(epi_file, strategy, fwhm):
     ours = nifti_masker.mask_volumes(epi_file, mask_strategy=strategy, smoothing_fwhm=fwhm)
     theirs, masker = _nilearn(epi_file, mask_strategy=strategy, smoothing_fwhm=fwhm)
     assert ours.signals.dtype == np.float32 and ours.signals.shape == theirs.shape
-    if fwhm is None:
-        np.testing.assert_array_equal(ours.signals, theirs)
-    else:
-        assert_float32_equal(ours.signals, theirs)
+    np.testing.assert_array_equal(ours.signals, theirs)
     np.testing.assert_array_equal(np.asanyarray(ours.mask.dataobj) != 0,
                                   masker.mask_img_.get_fdata() != 0)
 
@@ -56,7 +47,7 @@ def test_per_axis_fwhm_matches_smooth_img(epi_file):
     fwhm = [4.0, 0.0, 7.0]
     ours = nifti_masker.mask_volumes(epi_file, mask_strategy="epi", smoothing_fwhm=fwhm)
     theirs = apply_mask(smooth_img(str(epi_file), fwhm), ours.mask)
-    assert_float32_equal(ours.signals, theirs)
+    np.testing.assert_array_equal(ours.signals, theirs)
     unsmoothed = nifti_masker.mask_volumes(epi_file, ours.mask)
     assert np.abs(ours.signals - unsmoothed.signals).max() > 1
 
@@ -84,7 +75,7 @@ def test_given_mask_and_volume_selection(epi_file, tmp_path):
             warnings.simplefilter("ignore")
             theirs = NiftiMasker(mask_path, smoothing_fwhm=3).fit_transform(
                 index_img(str(epi_file), nilearn_index))
-        assert_float32_equal(ours.signals, theirs)
+        np.testing.assert_array_equal(ours.signals, theirs)
 
 
 def test_nan_voxels_become_zero_with_one_warning(tmp_path):

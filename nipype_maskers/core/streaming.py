@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import nullcontext
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -118,13 +119,13 @@ def stream_rows(
     row : numpy.ndarray
         The gathered values, finite (NaN/inf set to 0; one warning at the end counts them).
     """
-    from .smoothing import BoxSmoother
+    from .smoothing import smooth_volume
 
     work_dtype = compute_dtype(img)
     grid_shape = target.shape if target is not None else tuple(img.shape[:3])
     smoother = None
     if sigma is not None and gather.size:
-        smoother = BoxSmoother(grid_shape, sigma, gathered_box(gather, grid_shape), work_dtype)
+        smoother = partial(smooth_volume, sigma=sigma, needed=gathered_box(gather, grid_shape))
     with one_blas_thread():
         yield from _rows(img, indices, gather, target, smoother, clip_range, observed_range,
                          work_dtype, name)
