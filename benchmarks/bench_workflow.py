@@ -46,7 +46,7 @@ def cli_argv(root: Path, atlases, out: Path, work: Path, *extra: str) -> list[st
             "--atlas", f"{atlases.labels}:{atlases.labels_lut}",
             "--maps", f"{atlases.maps}:{atlases.maps_lut}", "--seeds", str(atlases.seeds),
             "--radius", "5", "--denoise", "simple", "--low-pass", "0.1",
-            "--work-dir", str(work), *extra]
+            "--no-reports", "--work-dir", str(work), *extra]
 
 
 def run_cli(argv: list[str]) -> float:

@@ -61,6 +61,7 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     from .execution import (
         Progress,
         count_steps,
+        one_thread_per_node,
         plugin_settings,
         request_resources,
         run_label,
@@ -86,6 +87,7 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
         config.enable_resource_monitor()
         config.set("monitoring", "sample_frequency", "0.2")
     logging.update_logging(config)
+    limiter = one_thread_per_node(plugin)  # noqa: F841 - kept alive for the run
     workflow, names = build_workflow(runs, options, output_dir, work_dir)
     request_resources(workflow, plugin)
     if plugin.startswith("SLURM") and args.sbatch_args:

@@ -6,6 +6,7 @@ are read back so that the summary names the run, the node and the error in one l
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -187,3 +188,26 @@ def request_resources(workflow, plugin: str) -> None:
         request = scheduler_args(plugin, node.mem_gb, node.n_procs)
         if request:
             node.plugin_args = {**request, **(node.plugin_args or {})}
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def one_thread_per_node(plugin: str) -> Any:
+    """Give each node the one CPU it asks for (``n_procs=1``), whatever runs it.
+
+    Nodes run side by side (MultiProc workers, cluster jobs); a BLAS library that starts a
+    thread per core in each of them oversubscribes the machine (MultiProc with 2 processes
+    ran no faster than Linear on 2 cores). The environment variables reach cluster jobs and
+    spawned processes; threadpoolctl (the "fast" extra), if installed, also limits this
+    process, whose state forked MultiProc workers inherit. Returns the limiter to keep alive.
+    """
+    if plugin == "Linear":
+        return None
+    for variable in _THREAD_VARIABLES:
+        os.environ.setdefault(variable, "1")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    return threadpool_limits(1)
