@@ -52,7 +52,8 @@ def run(tree: Path, plugin: str, slots: int) -> tuple[float, int]:
                "--plugin", plugin, "--nprocs", str(slots)]
     env = {**os.environ, **(SGE_ENV if plugin.startswith("SGE") else {})}
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False,
+                          cwd=tree)  # not a source tree that could shadow the installed package
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{plugin} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")

@@ -75,7 +75,9 @@ def _run(root: Path, name: str, plugin: str, *extra: str, timeout: float = 240):
     if plugin.startswith("SGE"):
         env = {**SGE_ENV, **env}
     command = [sys.executable, "-m", "nipype_maskers.cli", *_argv(root, name, plugin, *extra)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+    # cwd: not the repository, whose nipype_maskers/ (without the workflows subpackage, which
+    # setup.cfg maps from workflows/) would shadow the installed package
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, cwd=root,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = process.communicate(timeout=timeout)
@@ -167,8 +169,8 @@ def test_cluster_run_matches_multiproc_and_reports_failures(plugin, tmp_path_fac
         extra["wait_timeout"] = 200
     code, printed = _run(root, plugin, plugin, "--plugin-args", json.dumps(extra))
 
+    assert code == 1 and "runs finished" in printed, printed[-3000:]
     summary = printed[printed.index("runs finished") - len("1 of 2 "):]
-    assert code == 1, printed[-3000:]
     assert summary.startswith("1 of 2 runs finished; 1 failed:"), summary
     failures = [line.strip() for line in summary.splitlines() if "FAILED" in line]
     label = "FAILED sub-02 task-rest space-MNI152NLin2009cAsym:"
