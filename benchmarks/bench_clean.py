@@ -14,15 +14,15 @@ float32 output matrix. ``--ours-only`` skips nilearn (for sizes where it is too 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from textwrap import dedent
 
 import numpy as np
 from common import (
     DATA_DIR,
-    REPEAT,
     SAVE,
+    add_repeat_options,
+    apply_repeat_options,
     bold_file,
     isal_floor,
     report,
@@ -55,15 +55,9 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=100)
     parser.add_argument("--ours-only", action="store_true",
                         help="skip nilearn (too slow at large sizes)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per case, best time reported (default 1)")
-    parser.add_argument("--blas-threads", type=int, default=None,
-                        help="set OPENBLAS/OMP/MKL_NUM_THREADS for every case (default: as is)")
+    add_repeat_options(parser)
     args = parser.parse_args()
-    REPEAT["runs"] = max(1, args.repeat)
-    if args.blas_threads:  # inherited by the child processes (nilearn's and ours alike)
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.blas_threads)
+    apply_repeat_options(args)
     path = bold_file(args.volumes)
     mask = epi_mask(path)
     motion = motion_file(path)

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 from common import (
     DATA_DIR,
-    REPEAT,
     SAVE,
+    add_repeat_options,
+    apply_repeat_options,
     bold_file,
     isal_floor,
     report,
@@ -140,15 +140,9 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=300)
     parser.add_argument("--ours-only", action="store_true", help="skip nilearn")
     parser.add_argument("--skip-scaling", action="store_true", help="skip the scaling check")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per case, best time reported (default 1)")
-    parser.add_argument("--blas-threads", type=int, default=None,
-                        help="set OPENBLAS/OMP/MKL_NUM_THREADS for every case (default: as is)")
+    add_repeat_options(parser)
     args = parser.parse_args()
-    REPEAT["runs"] = max(1, args.repeat)
-    if args.blas_threads:  # inherited by the child processes (nilearn's and ours alike)
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.blas_threads)
+    apply_repeat_options(args)
     path = bold_file(args.volumes)
     img = str(path)
     atlases = {"labels": labels_atlas(400), "maps": maps_atlas(), "spheres": str(POWER)}

@@ -123,3 +123,19 @@ def isal_floor(path) -> dict:
             while f.read(1 << 22):
                 pass
     """)
+
+
+def add_repeat_options(parser) -> None:
+    """``--repeat`` and ``--blas-threads``, shared by the comparison scripts."""
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per case, best time reported (default 1)")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="set OPENBLAS/OMP/MKL_NUM_THREADS for every case (default: as is)")
+
+
+def apply_repeat_options(args) -> None:
+    """Apply ``--repeat`` and ``--blas-threads`` (inherited by every child process)."""
+    REPEAT["runs"] = max(1, args.repeat)
+    if args.blas_threads:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.blas_threads)
