@@ -204,7 +204,7 @@ def test_resample_img_scaled_int16_file_matches_nilearn(suffix, tmp_path, rng):
     img.header.set_slope_inter(0.5, 10.0)
     path = tmp_path / f"bold{suffix}"
     nib.save(img, path)
-    target_affine, target_shape = TARGETS["3x3-oblique-downsample"]
+    target_affine, _ = TARGETS["3x3-oblique-downsample"]
     ours = _ours(path, target_affine=target_affine)
     _assert_same_image(ours, _nilearn(str(path), target_affine=target_affine))
 
@@ -278,7 +278,7 @@ def test_resample_volume_per_volume_equals_resample_img_4d(dtype, interpolation,
     if dtype == np.float32:
         data[2, 3, 4, 0] = np.nan
     img = nib.Nifti1Image(data, SOURCE_AFFINE)
-    target_affine, target_shape = TARGETS["3x3-diag-upsample"]
+    target_affine, _ = TARGETS["3x3-diag-upsample"]
     expected = _ours(img, target_affine=target_affine, interpolation=interpolation)
     grid_affine, grid_shape = resolve_target_grid(SHAPE, SOURCE_AFFINE, target_affine)
     out = np.empty((*grid_shape, 3), dtype=resampled_dtype(dtype, interpolation), order="F")

@@ -5,9 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from nipype_maskers.execution import request_resources, scheduler_args
-from nipype_maskers.resources import estimate_mem_gb
 from nipype_maskers.workflows.base import init_maskers_wf
 from nipype_maskers.workflows.denoise import init_denoise_wf
 from nipype_maskers.workflows.masking import init_mask_wf, init_voxel_signals_wf
@@ -17,6 +14,9 @@ from nipype_maskers.workflows.timeseries import (
     SpheresAtlas,
     init_timeseries_wf,
 )
+
+from nipype_maskers.execution import request_resources, scheduler_args
+from nipype_maskers.resources import estimate_mem_gb
 
 SHAPE = (97, 115, 97, 300)
 
