@@ -90,7 +90,7 @@ def test_prepare_groups_voxels_by_region(atlas, mask):
     np.testing.assert_array_equal(regions.empty_labels, [EMPTIED])
     np.testing.assert_array_equal(regions.starts, np.cumsum(regions.sizes) - regions.sizes)
     assert regions.shape == SHAPE and regions.n_voxels == regions.sizes.sum()
-    for label, start, size in zip(LABELS, regions.starts, regions.sizes):
+    for label, start, size in zip(LABELS, regions.starts, regions.sizes, strict=True):
         expected = np.ravel_multi_index(np.nonzero((atlas == label) & mask), SHAPE, order="F")
         np.testing.assert_array_equal(regions.voxel_index[start : start + size], np.sort(expected))
     with pytest.raises(ValueError, match="read-only"):
