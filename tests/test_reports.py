@@ -561,7 +561,9 @@ def test_everything_imports_without_matplotlib_and_reports_say_how_to_install(ru
         except ImportError as exc:
             print("ERROR:", exc)
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # run outside the repository: its nipype_maskers/ would shadow the installed package
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "ERROR:" in done.stdout and "pip install nipype-maskers[reports]" in done.stdout
 

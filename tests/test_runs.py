@@ -103,7 +103,8 @@ def test_a_broken_run_fails_alone(tree, capsys):
 def test_killed_run_resumes_to_the_same_outputs(tree):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "nipype_maskers.cli", *_argv(tree, "out", "work")]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+    # run outside the repository: its nipype_maskers/ would shadow the installed package
+    process = subprocess.Popen(command, env=env, cwd=tree, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
