@@ -106,7 +106,7 @@ class MissingConfoundsError(ValueError):
 def __getattr__(name: str) -> Any:
     # Lazy re-export of the strategy API (fmriprep_confounds imports this module).
     if name in {"Confounds", "load_confounds", "load_confounds_strategy"}:
-        from nipype_maskers.core import fmriprep_confounds
+        from . import fmriprep_confounds
 
         return getattr(fmriprep_confounds, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from nipype_maskers.core.confounds import (
+from .confounds import (
     MissingConfoundsError,
     _as_path,
     _cells_to_float,
