@@ -184,6 +184,14 @@ def test_cluster_run_matches_multiproc_and_reports_failures(plugin, tmp_path_fac
     _same_outputs(root / plugin, root / "reference")
     assert not (root / plugin / "sub-02").exists()
 
+    if plugin == "SLURMGraph":  # resuming: only the failed run's steps get jobs again
+        batch = root / f"{plugin}_work" / "nipype_maskers_wf" / "batch"
+        before = set(batch.glob("batchscript_*.sh"))
+        assert _run(root, plugin, plugin, "--plugin-args", json.dumps(extra))[0] == 1
+        again = set(batch.glob("batchscript_*.sh")) - before
+        assert again and all("sub_02_task" in p.name for p in again), sorted(again)
+        _same_outputs(root / plugin, root / "reference")
+
     requests = _node_requests(root, plugin)
     recorded = _slurm_requests(root / f"{plugin}_work") if scheduler == "slurm" \
         else _sge_requests(started)
@@ -209,7 +217,7 @@ def test_graph_plugin_args():
                                                              "wait_timeout": 60})
     # SLURMGraph needs the key; the global arguments end with a space because the plugin
     # appends each node's request without one
-    assert args == {"sbatch_args": "--time=1:00:00 ", "dont_resubmit_completed_jobs": False}
+    assert args == {"sbatch_args": "--time=1:00:00 ", "dont_resubmit_completed_jobs": True}
     assert timeout == 60
     args, timeout = cluster.graph_plugin_args("SGEGraph", {})
     assert args["qsub_args"] == " " and timeout == cluster.DEFAULT_WAIT_TIMEOUT
