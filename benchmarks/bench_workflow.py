@@ -179,7 +179,10 @@ def memory(args) -> None:
         if measured is None or node in seen or node.startswith(("merge", "select")):
             continue
         seen.add(node)
-        estimate = loadpkl(path.parent / "_node.pklz").mem_gb
+        node_object = loadpkl(path.parent / "_node.pklz")
+        if node_object.run_without_submitting:  # runs inside the scheduler's own process
+            continue
+        estimate = node_object.mem_gb
         ratio = max(estimate, measured) / max(min(estimate, measured), 1e-3)
         worst = max(worst, ratio)
         print(f"{node:28s} {estimate:14.2f} {measured:19.2f} {ratio:7.2f}")

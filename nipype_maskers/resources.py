@@ -62,5 +62,6 @@ def estimate_mem_gb(kind: str, bold_shape: Sequence[int], *, n_maps: int = 0,
     if kind in ("labels", "spheres"):
         return BASE_GB + few_volumes
     if kind == "maps":
-        return BASE_GB + few_volumes + 2 * n_maps * volume * 2
+        # the maps (float32, 4 bytes a voxel) and their least-squares operator on the support
+        return BASE_GB + few_volumes + 2 * n_maps * volume
     raise ValueError(f"kind: unknown {kind!r}")
