@@ -149,7 +149,9 @@ def memory(args) -> None:
                     "--mem-gb", str(args.mem_gb), "--resource-monitor")
     env = dict(os.environ)
     start = time.perf_counter()
+    # the resource monitor writes .proc-* files in the current folder: keep them in _data
     process = subprocess.Popen([sys.executable, "-m", "nipype_maskers.cli", *argv], env=env,
+                               cwd=DATA_DIR,
                                stdout=subprocess.DEVNULL)
     peak = [0.0]
 
