@@ -257,12 +257,123 @@ def _streamable(img: SpatialImage) -> bool:
     )
 
 
+def default_threads() -> int:
+    """Threads a reading pass uses when the caller does not say: the CPUs this process may
+    run on, at most 4 (beyond that, decompression, which is sequential, is the limit)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+def check_threads(n_threads: int | None, *, name: str = "n_threads") -> int:
+    """Validate a thread count; None means :func:`default_threads`."""
+    if n_threads is None:
+        return default_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) \
+            or n_threads < 1:
+        raise ValueError(f"{name}: expected a whole number of threads >= 1, got {n_threads!r}")
+    return int(n_threads)
+
+
+class VolumeSource:
+    """The selected volumes of an image, loaded one at a time in file order.
+
+    :meth:`read` must be called for steps 0, 1, 2... in order (a ``.nii.gz`` is one sequential
+    stream, decompressed exactly once); :meth:`convert` (scaling, dtype) may run anywhere.
+    ``slots`` raw buffers are kept: the raw data of a step stays valid until its slot is read
+    into again. Use as a context manager (it owns the open file).
+    """
+
+    def __init__(self, img: SpatialImage, indices: NDArray[np.intp], dtype: np.dtype,
+                 name: str, slots: int = 1) -> None:
+        order = np.argsort(indices, kind="stable")
+        self.wanted, starts = np.unique(indices[order], return_index=True)
+        self.groups = np.split(order, starts[1:]) if self.wanted.size else []
+        self.img, self.dtype, self.name = img, dtype, name
+        self.streamed = _streamable(img)
+        self._stream = None
+        self._position = 0
+        if not self.streamed:
+            return
+        proxy = img.dataobj
+        self.filename = proxy.file_like
+        self.raw_dtype = np.dtype(proxy.dtype)
+        self.shape3d = tuple(int(s) for s in img.shape[:3])
+        self.nbytes = int(np.prod(self.shape3d)) * self.raw_dtype.itemsize
+        self.slope, self.inter = float(proxy.slope), float(proxy.inter)
+        self.scaled = not (self.slope == 1.0 and self.inter == 0.0)
+        self._buffers = [bytearray(self.nbytes) for _ in range(slots if self.wanted.size else 0)]
+
+    def __enter__(self) -> VolumeSource:
+        if self.streamed and self.wanted.size:
+            self._stream = _open_stream(self.filename)
+            try:
+                self._stream.seek(int(self.img.dataobj.offset))
+            except (zlib.error, gzip.BadGzipFile, OSError) as exc:
+                self._stream.close()
+                raise self._corrupt(exc) from exc
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def read(self, step: int, slot: int = 0) -> NDArray:
+        """The raw data of volume ``wanted[step]`` (in-memory images: already a copy)."""
+        volume_index = int(self.wanted[step])
+        if not self.streamed:
+            proxy = self.img.dataobj
+            data = proxy if len(self.img.shape) == 3 else proxy[..., volume_index]
+            # always a copy: callers work in place, and an in-memory array is the caller's
+            return np.array(np.asanyarray(data), dtype=self.dtype, order="F", copy=True)
+        try:
+            if volume_index > self._position:
+                _skip(self._stream, (volume_index - self._position) * self.nbytes,
+                      self.filename)
+            view = memoryview(self._buffers[slot])
+            got = 0
+            while got < self.nbytes:
+                more = self._stream.readinto(view[got:])
+                if not more:
+                    raise EOFError(
+                        f"volume {volume_index} of {n_volumes(self.img)} ends after {got} of "
+                        f"its {self.nbytes} bytes"
+                    )
+                got += more
+        except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+            raise self._corrupt(exc) from exc
+        self._position = volume_index + 1
+        return np.frombuffer(self._buffers[slot], dtype=self.raw_dtype).reshape(
+            self.shape3d, order="F")
+
+    def convert(self, raw: NDArray) -> NDArray:
+        """The volume in the requested dtype, read scaling applied (may be ``raw`` itself)."""
+        if not self.streamed:
+            return raw
+        if self.scaled:
+            volume = raw.astype(np.result_type(self.dtype, np.float64))
+            volume *= self.slope
+            volume += self.inter
+            return volume.astype(self.dtype, copy=False)
+        return raw if self.raw_dtype == self.dtype else raw.astype(self.dtype)
+
+    def _corrupt(self, exc: Exception) -> ImageError:
+        return ImageError(
+            f"{self.name}: '{self.filename}' is truncated or corrupt ({exc}); expected "
+            f"{n_volumes(self.img)} volumes of shape {self.shape3d} ({self.raw_dtype})"
+        )
+
+
 def iter_volumes(
     img: SpatialImage,
     indices: Sequence[int] | NDArray | None = None,
     *,
     dtype: np.dtype | type | None = None,
     name: str = "in_file",
+    n_threads: int = 2,
 ) -> Iterator[tuple[NDArray[np.intp], NDArray]]:
     """Read the volumes of an image one at a time, in file order.
 
@@ -282,6 +393,10 @@ def iter_volumes(
         :func:`natural_dtype` when None.
     name : str
         Name of the input for error messages.
+    n_threads : int
+        2 or more: the next volume is decompressed in a thread while the caller works on this
+        one (zlib and ISA-L release the GIL while inflating). 1: everything in the calling
+        thread.
 
     Yields
     ------
@@ -295,89 +410,25 @@ def iter_volumes(
     ImageError
         The file ends early or its compressed stream is corrupt.
     """
-    total = n_volumes(img)
-    indices = np.arange(total) if indices is None else np.asarray(indices, dtype=np.intp)
+    indices = (np.arange(n_volumes(img)) if indices is None
+               else np.asarray(indices, dtype=np.intp))
     dtype = natural_dtype(img) if dtype is None else np.dtype(dtype)
-    order = np.argsort(indices, kind="stable")
-    wanted, starts = np.unique(indices[order], return_index=True)
-    groups = np.split(order, starts[1:])
-    if wanted.size == 0:
-        return
-    if not _streamable(img):
-        yield from _iter_in_memory(img, wanted, groups, dtype)
-        return
-    yield from _iter_file(img, wanted, groups, dtype, name)
-
-
-def _iter_in_memory(img, wanted, groups, dtype):
-    # Always a copy: callers smooth and clean the volume in place, and an in-memory image's
-    # array belongs to the caller.
-    proxy = img.dataobj
-    for volume_index, positions in zip(wanted, groups, strict=True):
-        if len(img.shape) == 3:
-            volume = np.asanyarray(proxy)
-        else:
-            volume = np.asanyarray(proxy[..., int(volume_index)])
-        yield positions, np.array(volume, dtype=dtype, order="F", copy=True)
-
-
-def _iter_file(img, wanted, groups, dtype, name):
-    """Stream the wanted volumes; the next one is decompressed in a thread meanwhile.
-
-    zlib and ISA-L release the GIL while inflating, so reading volume t+1 overlaps with the
-    caller's work on volume t. Two buffers alternate, hence a yielded raw view stays valid
-    until the caller asks for the next volume.
-    """
-    proxy = img.dataobj
-    filename = proxy.file_like
-    raw_dtype = np.dtype(proxy.dtype)
-    shape3d = tuple(int(s) for s in img.shape[:3])
-    nbytes = int(np.prod(shape3d)) * raw_dtype.itemsize
-    slope, inter = float(proxy.slope), float(proxy.inter)
-    scaled = not (slope == 1.0 and inter == 0.0)
-    work_dtype = np.result_type(dtype, np.float64) if scaled else dtype
-    buffers = [bytearray(nbytes), bytearray(nbytes)]
-    state = {"position": 0}
-
-    def read(stream, volume_index: int, buffer: bytearray) -> bytearray:
-        if volume_index > state["position"]:
-            _skip(stream, (volume_index - state["position"]) * nbytes, filename)
-        view = memoryview(buffer)
-        got = 0
-        while got < nbytes:
-            more = stream.readinto(view[got:])
-            if not more:
-                raise EOFError(
-                    f"volume {volume_index} of {n_volumes(img)} ends after {got} of its "
-                    f"{nbytes} bytes"
-                )
-            got += more
-        state["position"] = volume_index + 1
-        return buffer
-
-    try:
-        with _open_stream(filename) as stream, ThreadPoolExecutor(1) as reader:
-            stream.seek(int(proxy.offset))
-            pending = reader.submit(read, stream, int(wanted[0]), buffers[0])
-            for step, positions in enumerate(groups):
-                buffer = pending.result()
-                if step + 1 < len(wanted):
-                    pending = reader.submit(read, stream, int(wanted[step + 1]),
-                                            buffers[(step + 1) % 2])
-                raw = np.frombuffer(buffer, dtype=raw_dtype).reshape(shape3d, order="F")
-                if scaled:
-                    volume = raw.astype(work_dtype)
-                    volume *= slope
-                    volume += inter
-                    volume = volume.astype(dtype, copy=False)
-                else:
-                    volume = raw if raw_dtype == dtype else raw.astype(dtype)
-                yield positions, volume
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise ImageError(
-            f"{name}: '{filename}' is truncated or corrupt ({exc}); expected "
-            f"{n_volumes(img)} volumes of shape {shape3d} ({raw_dtype})"
-        ) from exc
+    read_ahead = n_threads > 1 and _streamable(img)
+    with VolumeSource(img, indices, dtype, name, slots=2 if read_ahead else 1) as source:
+        steps = len(source.groups)
+        if not read_ahead:
+            for step, positions in enumerate(source.groups):
+                yield positions, source.convert(source.read(step))
+            return
+        # two slots alternate, hence a yielded raw view stays valid until the caller asks for
+        # the next volume
+        with ThreadPoolExecutor(1) as reader:
+            pending = reader.submit(source.read, 0, 0) if steps else None
+            for step, positions in enumerate(source.groups):
+                raw = pending.result()
+                if step + 1 < steps:
+                    pending = reader.submit(source.read, step + 1, (step + 1) % 2)
+                yield positions, source.convert(raw)
 
 
 def _skip(stream, nbytes: int, filename: str) -> None:

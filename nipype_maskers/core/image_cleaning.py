@@ -20,11 +20,12 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import ImageLike, load_img, n_volumes
+from .image import ImageLike, check_threads, load_img, n_volumes
 from .masking import flat_indices, load_mask
 from .nifti_masker import check_dtype, mask_volumes
 from .signal import clean
 from .signal_inputs import as_confounds, check_options, check_sample_mask, split_runs
+from .streaming import blas_threads
 
 __all__ = [
     "CleanedSignals",
@@ -110,6 +111,7 @@ def clean_masked(
     *,
     clean_args: dict[str, Any] | None = None,
     dtype: DTypeLike = np.float32,
+    n_threads: int | None = None,
 ) -> CleanedSignals:
     """Mask a 4D image and clean the voxel time series, without building 4D arrays.
 
@@ -126,6 +128,9 @@ def clean_masked(
     dtype : {'float32', 'float64'}
         Dtype of the matrix (and of the output image); the cleaning itself works on float64
         blocks of columns whatever this is.
+    n_threads : int, optional
+        Threads for reading (:func:`~nipype_maskers.core.nifti_masker.mask_volumes`) and for
+        BLAS in the cleaning.
 
     Returns
     -------
@@ -146,9 +151,10 @@ def clean_masked(
     if clean_args is not None:
         check_clean_args(clean_args, n_volumes(img))
     signals = mask_volumes(img, nib.Nifti1Image(binary.astype(np.int8), affine),
-                           dtype=out_dtype).signals
+                           dtype=out_dtype, n_threads=n_threads).signals
     if clean_args is not None:
-        signals = clean(signals, **clean_args, copy=False)
+        with blas_threads(check_threads(n_threads)):
+            signals = clean(signals, **clean_args, copy=False)
     t_r = None if clean_args is None else clean_args.get("t_r")
     header = output_header(img, affine, (*binary.shape, signals.shape[0]), out_dtype, t_r=t_r)
     return CleanedSignals(signals, binary, header)
@@ -180,6 +186,7 @@ def clean_img(
     *,
     clean_args: dict[str, Any] | None = None,
     dtype: DTypeLike = np.float32,
+    n_threads: int | None = None,
 ) -> nib.Nifti1Image:
     """Clean the voxel time series of a 4D image inside a mask.
 
@@ -189,7 +196,7 @@ def clean_img(
 
     Parameters
     ----------
-    img, mask, clean_args, dtype
+    img, mask, clean_args, dtype, n_threads
         As :func:`clean_masked`.
 
     Returns
@@ -212,7 +219,7 @@ def clean_img(
     >>> out.shape, bool(np.allclose(out.get_fdata(), 0, atol=1e-4))
     ((2, 3, 4, 5), True)
     """
-    cleaned = clean_masked(img, mask, clean_args=clean_args, dtype=dtype)
+    cleaned = clean_masked(img, mask, clean_args=clean_args, dtype=dtype, n_threads=n_threads)
     data = np.empty(cleaned.header.get_data_shape(), dtype=cleaned.signals.dtype, order="F")
     for t, volume in enumerate(unmasked_volumes(cleaned.signals, cleaned.mask)):
         data[..., t] = volume

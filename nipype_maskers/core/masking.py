@@ -19,6 +19,7 @@ from scipy.ndimage import binary_dilation, binary_erosion, label
 from ..data import MNI152_TEMPLATES
 from .image import (
     ImageLike,
+    check_threads,
     finite_range,
     iter_volumes,
     load_img,
@@ -52,7 +53,8 @@ class MeanVolume(NamedTuple):
 
 
 def mean_volume(
-    img: ImageLike, volumes: NDArray[np.intp] | None = None, *, name: str = "in_file"
+    img: ImageLike, volumes: NDArray[np.intp] | None = None, *, name: str = "in_file",
+    n_threads: int = 2,
 ) -> MeanVolume:
     """Temporal mean of a 3D/4D image, read one volume at a time.
 
@@ -60,7 +62,8 @@ def mean_volume(
     returns (float32 for float32 data, float64 otherwise), volume after volume: the same
     sums in the same order as ``nilearn.image.compute_mean``, hence bit-identical means.
     A 3D image is returned as is (copied), in its own dtype, as nilearn does.
-    NaN propagates to the mean, as in nilearn; the data range ignores it.
+    NaN propagates to the mean, as in nilearn; the data range ignores it. ``n_threads`` > 1
+    decompresses the next volume while this one is added (:func:`.image.iter_volumes`).
     """
     img = load_img(img, name=name)
     dtype = natural_dtype(img)
@@ -72,7 +75,8 @@ def mean_volume(
     accumulate = np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
     total = np.zeros(img.shape[:3], dtype=accumulate, order="F")
     low, high = np.inf, -np.inf
-    for positions, volume in iter_volumes(img, volumes, dtype=dtype, name=name):
+    for positions, volume in iter_volumes(img, volumes, dtype=dtype, name=name,
+                                          n_threads=n_threads):
         for _ in positions:
             total += volume
         vmin, vmax = finite_range(volume)
@@ -270,6 +274,7 @@ def compute_mask(
     mask_args: dict[str, Any] | None = None, target_affine: NDArray | None = None,
     target_shape: Sequence[int] | None = None, name: str = "in_file",
     volumes: NDArray[np.intp] | None = None, mean: MeanVolume | None = None,
+    n_threads: int | None = None,
 ) -> nib.Nifti1Image:
     """Compute a brain mask from one 3D/4D image with one of nilearn's strategies.
 
@@ -289,6 +294,9 @@ def compute_mask(
         Compute the mask from these volumes only (all by default).
     mean : MeanVolume, optional
         A mean already computed by :func:`mean_volume` (saves a pass over the data).
+    n_threads : int, optional
+        1: read in the calling thread only; more (None: :func:`.image.default_threads`):
+        decompress ahead in a thread.
 
     Returns
     -------
@@ -307,7 +315,8 @@ def compute_mask(
             shape, affine, mask_type=mask_strategy[: -len("-template")], **args
         )
     else:
-        mean = mean if mean is not None else mean_volume(img, volumes, name=name)
+        mean = mean if mean is not None else mean_volume(
+            img, volumes, name=name, n_threads=check_threads(n_threads))
         data, affine = _resampled_mean(mean, img.affine, target_affine, target_shape)
         if mask_strategy == "epi":
             mask = epi_mask_from_mean(data, **args)

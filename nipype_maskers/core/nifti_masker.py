@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import ImageError, ImageLike, load_img, n_volumes, resolve_volumes
+from .image import ImageError, ImageLike, check_threads, load_img, n_volumes, resolve_volumes
 from .masking import (
     MaskError,
     MeanVolume,
@@ -27,7 +27,14 @@ from .masking import (
 )
 from .signal import clean
 from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
-from .streaming import Grid, data_range, same_grid, stream_rows
+from .streaming import (
+    Grid,
+    blas_threads,
+    data_range,
+    prefaulted_empty,
+    same_grid,
+    stream_rows,
+)
 
 
 class MaskedSignals(NamedTuple):
@@ -108,6 +115,7 @@ def prepare_mask(
     target_affine: NDArray | None = None,
     target_shape: Sequence[int] | None = None,
     name: str = "in_file",
+    n_threads: int = 2,
 ) -> tuple[nib.Nifti1Image, MeanVolume | None]:
     """The mask NiftiMasker would use, on the output grid, and the mean if one was computed.
 
@@ -118,7 +126,7 @@ def prepare_mask(
     mean = None
     if mask is None:
         if not mask_strategy.endswith("-template"):
-            mean = mean_volume(img, volumes, name=name)
+            mean = mean_volume(img, volumes, name=name, n_threads=n_threads)
         mask_img = compute_mask(img, mask_strategy, mask_args=mask_args, name=name, mean=mean)
     else:
         binary, affine = load_mask(mask, name="mask_file")
@@ -151,6 +159,7 @@ def mask_volumes(
     dtype: DTypeLike = np.float32,
     clean_args: dict[str, Any] | None = None,
     name: str = "in_file",
+    n_threads: int | None = None,
 ) -> MaskedSignals:
     """NiftiMasker's ``fit_transform``: volumes to masked (and cleaned) rows.
 
@@ -178,6 +187,10 @@ def mask_volumes(
         place (no copy of the matrix); None: no cleaning. With a ``sample_mask`` only the kept
         volumes' rows are returned. Confounds, runs and sample_mask may describe the whole
         image: with ``volumes`` they follow the selection (:func:`select_clean_args`).
+    n_threads : int, optional
+        Threads that read, resample and smooth volumes side by side; None: the CPUs this
+        process may use, at most 4 (:func:`~nipype_maskers.core.image.default_threads`).
+        1 keeps everything in the calling thread (one CPU, for running beside other jobs).
 
     Returns
     -------
@@ -197,6 +210,7 @@ def mask_volumes(
     img = load_img(img, name=name)
     out_dtype = check_dtype(dtype)
     fwhm = check_fwhm(smoothing_fwhm)
+    n_threads = check_threads(n_threads)
     if volumes is not None and len(img.shape) == 3:
         raise ImageError(
             f"volumes: {name} is a 3D image (one volume); a volume selection needs a 4D image"
@@ -208,6 +222,7 @@ def mask_volumes(
     mask_img, mean = prepare_mask(
         img, mask, indices, mask_strategy=mask_strategy, mask_args=mask_args,
         target_affine=target_affine, target_shape=target_shape, name=name,
+        n_threads=n_threads,
     )
     target = _target_grid(img, target_affine, target_shape)
     grid_affine, grid_shape = target if target else (img.affine, img.shape[:3])
@@ -215,26 +230,28 @@ def mask_volumes(
                     names=(name if target is None else f"{name} resampled", "mask_file"))
 
     binary = np.asanyarray(mask_img.dataobj) != 0
-    signals = np.empty((indices.size, int(binary.sum())), dtype=out_dtype)
+    signals = prefaulted_empty((indices.size, int(binary.sum())), out_dtype)
     sigma = fwhm_to_sigma(fwhm, grid_affine) if fwhm is not None else None
     # nilearn clips resampled data to the range of the whole input. Clipping commutes with
     # masking, so without smoothing the rows are clipped once at the end; smoothing needs the
     # range before the pass (from the mask's mean pass, or a pass of its own).
     clip_range = None
     if target is not None and sigma is not None:
-        clip_range = mean[1:] if mean is not None else data_range(img, indices, name=name)
+        clip_range = (mean[1:] if mean is not None
+                      else data_range(img, indices, name=name, n_threads=n_threads))
     grid = Grid(*target) if target is not None else None
     clip_at_end = grid is not None and clip_range is None
     observed = [np.inf, -np.inf]
     for positions, row in stream_rows(img, indices, flat_indices(binary), target=grid,
                                       sigma=sigma, clip_range=clip_range,
                                       observed_range=observed if clip_at_end else None,
-                                      name=name):
+                                      n_threads=n_threads, name=name):
         for position in positions:
             signals[position] = row
     if clip_at_end:
         np.clip(signals, min(observed[0], 0), max(observed[1], 0), out=signals)
     if clean_args:
-        signals = clean(signals, copy=False, **clean_args)
+        with blas_threads(n_threads):
+            signals = clean(signals, copy=False, **clean_args)
         indices = kept_volumes(indices, clean_args)
     return MaskedSignals(signals, mask_img, indices)

@@ -21,7 +21,15 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import ImageError, ImageLike, compute_dtype, load_img, n_volumes, resolve_volumes
+from .image import (
+    ImageError,
+    ImageLike,
+    check_threads,
+    compute_dtype,
+    load_img,
+    n_volumes,
+    resolve_volumes,
+)
 from .label_names import region_names
 from .labels import labels_signals, prepare_labels, region_coverage
 from .maps import maps_signals, prepare_maps
@@ -112,10 +120,11 @@ def _choose_grid(img, others: dict[str, nib.spatialimages.SpatialImage], target:
 
 
 def _extract(img, indices, voxel_index, reduce: Callable[[NDArray], NDArray], n_columns: int,
-             *, grids: _Grids, sigma, out_dtype, name) -> NDArray:
+             *, grids: _Grids, sigma, out_dtype, name, n_threads: int | None) -> NDArray:
     """Stream the volumes, gather ``voxel_index``, reduce blocks of rows to region values."""
-    clip_range = (data_range(img, indices, name=name) if grids.data_target is not None
-                  else None)
+    n_threads = check_threads(n_threads)
+    clip_range = (data_range(img, indices, name=name, n_threads=n_threads)
+                  if grids.data_target is not None else None)
     out = np.empty((indices.size, n_columns), dtype=out_dtype)
     block = None
     positions: list[NDArray[np.intp]] = []
@@ -127,7 +136,8 @@ def _extract(img, indices, voxel_index, reduce: Callable[[NDArray], NDArray], n_
         positions.clear()
 
     for rows, row in stream_rows(img, indices, voxel_index, target=grids.data_target,
-                                 sigma=sigma, clip_range=clip_range, name=name):
+                                 sigma=sigma, clip_range=clip_range, n_threads=n_threads,
+                                 name=name):
         if block is None:
             block = np.empty((min(_BLOCK_ROWS, indices.size), row.size), dtype=row.dtype)
         block[len(positions)] = row
@@ -219,7 +229,7 @@ def labels_masker(
     names: Sequence[str] | None = None, lut: dict[int, str] | None = None,
     min_coverage: float | None = None, drop_empty: bool = False, smoothing_fwhm: Fwhm = None,
     volumes=None, dtype: DTypeLike = np.float32, clean_args: dict[str, Any] | None = None,
-    name: str = "in_file",
+    name: str = "in_file", n_threads: int | None = None,
 ) -> RegionSignals:
     """nilearn's ``NiftiLabelsMasker(...).fit_transform``, one column per atlas label.
 
@@ -247,7 +257,7 @@ def labels_masker(
         the data's field of view) is below it become NaN columns.
     drop_empty : bool
         Drop NaN columns (nilearn's behaviour) instead of keeping the columns stable.
-    smoothing_fwhm, volumes, dtype
+    smoothing_fwhm, volumes, dtype, n_threads
         As :func:`~nipype_maskers.core.nifti_masker.mask_volumes`.
     clean_args : dict, optional
         Keyword arguments for :func:`~nipype_maskers.core.signal.clean` (None: no cleaning).
@@ -299,7 +309,8 @@ def labels_masker(
 
     sigma = fwhm_to_sigma(fwhm, grids.affine) if fwhm is not None else None
     signals = _extract(img, indices, regions.voxel_index, reduce, full.labels.size,
-                       grids=grids, sigma=sigma, out_dtype=out_dtype, name=name)
+                       grids=grids, sigma=sigma, out_dtype=out_dtype, name=name,
+                       n_threads=n_threads)
     return _finish(signals, labels_names, full.labels, sizes, coverage, indices,
                    min_coverage=min_coverage, drop_empty=drop_empty, clean_args=clean_args)
 
@@ -324,7 +335,7 @@ def maps_masker(
     names: Sequence[str] | None = None, min_coverage: float | None = None,
     drop_empty: bool = False, smoothing_fwhm: Fwhm = None, volumes=None,
     dtype: DTypeLike = np.float32, clean_args: dict[str, Any] | None = None,
-    name: str = "in_file",
+    name: str = "in_file", n_threads: int | None = None,
 ) -> RegionSignals:
     """nilearn's ``NiftiMapsMasker(...).fit_transform``: least-squares map signals.
 
@@ -332,6 +343,7 @@ def maps_masker(
     and data onto the mask), 'maps' (mask and data onto the maps), None (grids must match).
     Coverage is the fraction of a map's non-zero voxels kept by the mask. Maps emptied by the
     mask stay as NaN columns (nilearn drops them, which breaks its inverse_transform).
+    The other parameters are :func:`labels_masker`'s.
     """
     img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
                                                          clean_args, name)
@@ -367,7 +379,8 @@ def maps_masker(
     coverage = np.divide(sizes, total, out=np.zeros(sizes.size), where=total > 0)
     sigma = fwhm_to_sigma(fwhm, grids.affine) if fwhm is not None else None
     signals = _extract(img, indices, regions.voxel_index, lambda b: maps_signals(b, regions),
-                       regions.n_maps, grids=grids, sigma=sigma, out_dtype=out_dtype, name=name)
+                       regions.n_maps, grids=grids, sigma=sigma, out_dtype=out_dtype, name=name,
+                       n_threads=n_threads)
     return _finish(signals, map_names, np.arange(regions.n_maps), sizes, coverage, indices,
                    min_coverage=min_coverage, drop_empty=drop_empty, clean_args=clean_args)
 
@@ -377,12 +390,12 @@ def spheres_masker(
     mask: ImageLike | None = None, allow_overlap: bool = False,
     names: Sequence[str] | None = None, smoothing_fwhm: Fwhm = None, volumes=None,
     dtype: DTypeLike = np.float32, clean_args: dict[str, Any] | None = None,
-    name: str = "in_file",
+    name: str = "in_file", n_threads: int | None = None,
 ) -> RegionSignals:
     """nilearn's ``NiftiSpheresMasker(...).fit_transform``: the mean of each sphere's voxels.
 
     The mask, if any, is resampled (nearest) onto the data. Coverage is the fraction of each
-    sphere's voxels kept by the mask.
+    sphere's voxels kept by the mask. The other parameters are :func:`labels_masker`'s.
     """
     img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
                                                          clean_args, name)
@@ -402,7 +415,8 @@ def spheres_masker(
     sigma = fwhm_to_sigma(fwhm, img.affine) if fwhm is not None else None
     signals = _extract(img, indices, regions.voxel_index, lambda b: spheres_signals(b, regions),
                        regions.n_seeds, grids=_Grids(img.affine, shape, None), sigma=sigma,
-                       out_dtype=out_dtype, name=name)
+                       out_dtype=out_dtype, name=name,
+                       n_threads=n_threads)
     return _finish(signals, seed_names, np.arange(regions.n_seeds), regions.sizes, coverage,
                    indices, min_coverage=None, drop_empty=False, clean_args=clean_args)
 
