@@ -83,6 +83,11 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
                            help="extra qsub arguments, e.g. --qsub-args=\"-q all.q\"")
     execution.add_argument("--nprocs", type=int, default=os.cpu_count() or 1,
                            help="parallel processes (MultiProc; default: all cores)")
+    execution.add_argument("--omp-nthreads", type=int, metavar="N",
+                           help="CPUs each heavy node uses (threads that read, smooth and "
+                           "clean side by side). Default: MultiProc shares --nprocs among "
+                           "the runs (1 when there are more runs than processes), Linear "
+                           "uses the machine's cores, cluster jobs 1; at most 4")
     execution.add_argument("--resource-monitor", action="store_true",
                            help="record each node's peak memory and CPU (Nipype's resource "
                            "monitor; in each node's result)")
@@ -261,6 +266,8 @@ def execution_options(args) -> tuple[str, dict[str, Any]]:
         raise UsageError("--qsub-args: only with --plugin SGE or SGEGraph")
     if args.nprocs < 1:
         raise UsageError(f"--nprocs: must be >= 1, got {args.nprocs}")
+    if getattr(args, "omp_nthreads", None) is not None and args.omp_nthreads < 1:
+        raise UsageError(f"--omp-nthreads: must be >= 1, got {args.omp_nthreads}")
     if args.mem_gb is not None and args.mem_gb <= 0:
         raise UsageError(f"--mem-gb: must be > 0, got {args.mem_gb}")
     return args.plugin, plugin_args

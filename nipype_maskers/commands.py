@@ -61,11 +61,12 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     from .execution import (
         Progress,
         count_steps,
-        one_thread_per_node,
+        default_omp_nthreads,
         plugin_settings,
         request_resources,
         run_label,
         run_workflows,
+        thread_limits_per_node,
     )
 
     plugin, plugin_args = execution_options(args)
@@ -87,8 +88,12 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
         config.enable_resource_monitor()
         config.set("monitoring", "sample_frequency", "0.2")
     logging.update_logging(config)
-    limiter = one_thread_per_node(plugin)  # noqa: F841 - kept alive for the run
-    workflow, names = build_workflow(runs, options, output_dir, work_dir)
+    nprocs = getattr(args, "nprocs", None)
+    omp_nthreads = getattr(args, "omp_nthreads", None) or default_omp_nthreads(
+        plugin, nprocs=nprocs, n_runs=len(runs))
+    limiter = thread_limits_per_node(plugin, omp_nthreads)  # noqa: F841 - kept for the run
+    workflow, names = build_workflow(runs, {**options, "omp_nthreads": omp_nthreads},
+                                     output_dir, work_dir)
     request_resources(workflow, plugin)
     if plugin.startswith("SLURM") and args.sbatch_args:
         plugin_args.setdefault("sbatch_args", args.sbatch_args)
@@ -98,7 +103,7 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     progress = Progress(total=count_steps(workflow), labels=labels)
     print(f"Processing {len(runs)} run(s) with {plugin}: "
           f"{', '.join(labels.values())}", flush=True)
-    settings = plugin_settings(plugin, nprocs=getattr(args, "nprocs", None),
+    settings = plugin_settings(plugin, nprocs=nprocs,
                                mem_gb=getattr(args, "mem_gb", None), plugin_args=plugin_args,
                                progress=progress)
     wait, runner = None, plugin

@@ -193,8 +193,25 @@ def request_resources(workflow, plugin: str) -> None:
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def one_thread_per_node(plugin: str) -> Any:
-    """Give each node the one CPU it asks for (``n_procs=1``), whatever runs it.
+def default_omp_nthreads(plugin: str, *, nprocs: int | None, n_runs: int) -> int:
+    """CPUs per heavy node when ``--omp-nthreads`` is not given (at most 4: beyond that
+    decompression, which is sequential, is the limit).
+
+    MultiProc: its processes shared among the runs, so a lone run gets every core and many
+    runs get one each. Linear runs one node at a time: the machine's cores. Cluster jobs: 1
+    (each job asks the scheduler for its ``n_procs``).
+    """
+    from .core.image import default_threads
+
+    if plugin == "MultiProc":
+        return max(1, min(4, (nprocs or default_threads()) // max(n_runs, 1)))
+    if plugin == "Linear":
+        return default_threads()
+    return 1
+
+
+def thread_limits_per_node(plugin: str, omp_nthreads: int) -> Any:
+    """Hold each node to the ``omp_nthreads`` CPUs it asks for (``n_procs``), whatever runs it.
 
     Nodes run side by side (MultiProc workers, cluster jobs); a BLAS library that starts a
     thread per core in each of them oversubscribes the machine (MultiProc with 2 processes
@@ -205,9 +222,9 @@ def one_thread_per_node(plugin: str) -> Any:
     if plugin == "Linear":
         return None
     for variable in _THREAD_VARIABLES:
-        os.environ.setdefault(variable, "1")
+        os.environ.setdefault(variable, str(omp_nthreads))
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - depends on the environment
         return None
-    return threadpool_limits(1)
+    return threadpool_limits(omp_nthreads)

@@ -67,6 +67,7 @@ def init_maskers_wf(
     spheres: Sequence[SpheresAtlas] = (),
     denoised_bold: bool = True,
     report: bool = False,
+    omp_nthreads: int = 1,
     name: str = "maskers_wf",
 ) -> pe.Workflow:
     """Everything for one BOLD run, written as BIDS derivatives.
@@ -107,6 +108,9 @@ def init_maskers_wf(
     report : bool
         Also write the run's visual report (``..._report.html``; needs matplotlib, the
         "reports" extra).
+    omp_nthreads : int
+        CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
+        suits MultiProc with more runs than processes; more suits few runs on many cores.
     name : str
         Workflow name.
 
@@ -138,8 +142,9 @@ def init_maskers_wf(
         mask_source = (inputnode, "mask_file")
     else:
         compute_mask = pe.Node(
-            ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {}),
-            name="compute_mask", mem_gb=estimate_mem_gb("mask", bold_shape))
+            ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {},
+                        num_threads=omp_nthreads),
+            name="compute_mask", n_procs=omp_nthreads, mem_gb=estimate_mem_gb("mask", bold_shape))
         workflow.connect(inputnode, "bold_file", compute_mask, "in_file")
         mask_source = (compute_mask, "mask_file")
         outputs.append((compute_mask, "mask_file", {"desc": "brain", "suffix": "mask",
@@ -158,7 +163,8 @@ def init_maskers_wf(
 
     t_r_source = None
     if denoised_bold:
-        clean_image = pe.Node(CleanImage(**(clean_args or {})), name="clean_image",
+        clean_image = pe.Node(CleanImage(**(clean_args or {}), num_threads=omp_nthreads),
+                              name="clean_image", n_procs=omp_nthreads,
                               mem_gb=estimate_mem_gb("clean_image", bold_shape))
         workflow.connect([
             (inputnode, clean_image, [("bold_file", "in_file")]),
@@ -175,7 +181,7 @@ def init_maskers_wf(
     if labels or maps or spheres:
         timeseries_wf = init_timeseries_wf(labels=labels, maps=maps, spheres=spheres,
                                            clean_args=clean_args, smoothing_fwhm=smoothing_fwhm,
-                                           bold_shape=bold_shape)
+                                           bold_shape=bold_shape, omp_nthreads=omp_nthreads)
         workflow.connect([
             (inputnode, timeseries_wf, [("bold_file", "inputnode.bold_file")]),
             (mask_source[0], timeseries_wf, [(mask_source[1], "inputnode.mask_file")]),

@@ -28,7 +28,7 @@ def init_denoise_wf(*, denoise_strategy: str | None = "simple",
                     confounds_args: dict[str, Any] | None = None,
                     clean_args: dict[str, Any] | None = None,
                     bold_shape: Sequence[int] = (97, 115, 97, 300),
-                    name: str = "denoise_wf") -> pe.Workflow:
+                    omp_nthreads: int = 1, name: str = "denoise_wf") -> pe.Workflow:
     """A denoised BOLD run: fMRIPrep confounds regressed out (and filtered, censored).
 
     Workflow Graph
@@ -47,6 +47,9 @@ def init_denoise_wf(*, denoise_strategy: str | None = "simple",
         CleanImage inputs (``detrend``, ``standardize``, ``low_pass``, ``high_pass``, ``t_r``).
     bold_shape : (x, y, z, t)
         The run's shape, for the memory estimates.
+    omp_nthreads : int
+        CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
+        suits MultiProc with more runs than processes; more suits few runs on many cores.
     name : str
         Workflow name.
 
@@ -74,7 +77,8 @@ def init_denoise_wf(*, denoise_strategy: str | None = "simple",
         name="outputnode")
     load_confounds = init_confounds_node(denoise_strategy=denoise_strategy,
                                          confounds_args=confounds_args)
-    clean_image = pe.Node(CleanImage(**(clean_args or {})), name="clean_image",
+    clean_image = pe.Node(CleanImage(**(clean_args or {}), num_threads=omp_nthreads),
+                          name="clean_image", n_procs=omp_nthreads,
                           mem_gb=estimate_mem_gb("clean_image", bold_shape))
     workflow.connect([
         (inputnode, load_confounds, [("confounds_file", "confounds_file")]),

@@ -11,7 +11,7 @@ from nipype_maskers.interfaces.masking import ComputeMask, NiftiMasker, Unmask
 
 
 def init_mask_wf(*, mask_strategy: str = "epi", mask_args: dict[str, Any] | None = None,
-                 name: str = "mask_wf") -> pe.Workflow:
+                 omp_nthreads: int = 1, name: str = "mask_wf") -> pe.Workflow:
     """Compute a brain mask from a BOLD run (or several runs).
 
     Workflow Graph
@@ -26,6 +26,9 @@ def init_mask_wf(*, mask_strategy: str = "epi", mask_args: dict[str, Any] | None
         'gm-template', 'wm-template'.
     mask_args : dict, optional
         nilearn's ``mask_args`` for that strategy.
+    omp_nthreads : int
+        CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
+        suits MultiProc with more runs than processes; more suits few runs on many cores.
     name : str
         Workflow name.
 
@@ -43,8 +46,9 @@ def init_mask_wf(*, mask_strategy: str = "epi", mask_args: dict[str, Any] | None
     inputnode = pe.Node(niu.IdentityInterface(fields=["in_file"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["mask_file"]), name="outputnode")
     compute_mask = pe.Node(
-        ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {}),
-        name="compute_mask",
+        ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {},
+                    num_threads=omp_nthreads),
+        name="compute_mask", n_procs=omp_nthreads,
     )
     workflow.connect([
         (inputnode, compute_mask, [("in_file", "in_file")]),
@@ -54,7 +58,7 @@ def init_mask_wf(*, mask_strategy: str = "epi", mask_args: dict[str, Any] | None
 
 
 def init_voxel_signals_wf(*, mask_strategy: str = "epi", smoothing_fwhm: float | None = None,
-                          name: str = "voxel_signals_wf") -> pe.Workflow:
+                          omp_nthreads: int = 1, name: str = "voxel_signals_wf") -> pe.Workflow:
     """Mask a BOLD run into a (volumes x voxels) matrix and paint it back into an image.
 
     Workflow Graph
@@ -69,6 +73,9 @@ def init_voxel_signals_wf(*, mask_strategy: str = "epi", smoothing_fwhm: float |
         How the mask is computed (nilearn's names).
     smoothing_fwhm : float, optional
         Smoothing before masking, in mm.
+    omp_nthreads : int
+        CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
+        suits MultiProc with more runs than processes; more suits few runs on many cores.
     name : str
         Workflow name.
 
@@ -92,11 +99,11 @@ def init_voxel_signals_wf(*, mask_strategy: str = "epi", smoothing_fwhm: float |
         niu.IdentityInterface(fields=["mask_file", "signals_file", "unmasked_file"]),
         name="outputnode",
     )
-    mask_wf = init_mask_wf(mask_strategy=mask_strategy)
-    masker = NiftiMasker()
+    mask_wf = init_mask_wf(mask_strategy=mask_strategy, omp_nthreads=omp_nthreads)
+    masker = NiftiMasker(num_threads=omp_nthreads)
     if smoothing_fwhm:
         masker.inputs.smoothing_fwhm = float(smoothing_fwhm)
-    nifti_masker = pe.Node(masker, name="nifti_masker")
+    nifti_masker = pe.Node(masker, name="nifti_masker", n_procs=omp_nthreads)
     unmask = pe.Node(Unmask(), name="unmask")
     workflow.connect([
         (inputnode, mask_wf, [("in_file", "inputnode.in_file")]),

@@ -43,14 +43,16 @@ class SpheresAtlas(NamedTuple):
     radius: float | None = None
 
 
-def _node(interface, name: str, mem_gb: float) -> pe.Node:
-    return pe.Node(interface, name=name, mem_gb=mem_gb)
+def _node(interface, name: str, mem_gb: float, omp_nthreads: int) -> pe.Node:
+    interface.inputs.num_threads = omp_nthreads
+    return pe.Node(interface, name=name, mem_gb=mem_gb, n_procs=omp_nthreads)
 
 
 def extraction_nodes(
     *, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
     spheres: Sequence[SpheresAtlas] = (), clean_args: dict[str, Any] | None = None,
     smoothing_fwhm: float | None = None, bold_shape: Sequence[int] = (97, 115, 97, 300),
+    omp_nthreads: int = 1,
 ) -> list[tuple[str, str, pe.Node]]:
     """One masker node per atlas: (kind, atlas name, node), nodes named ``<kind>_<atlas>``."""
     common = dict(clean_args or {})
@@ -62,7 +64,8 @@ def extraction_nodes(
         if atlas.lut_file:
             interface.inputs.lut_file = str(atlas.lut_file)
         nodes.append(("labels", atlas.name, _node(
-            interface, f"labels_{atlas.name}", estimate_mem_gb("labels", bold_shape))))
+            interface, f"labels_{atlas.name}", estimate_mem_gb("labels", bold_shape),
+            omp_nthreads)))
     for atlas in maps:
         interface = NiftiMapsMasker(maps_file=str(atlas.maps_file), **common)
         if atlas.lut_file:
@@ -71,13 +74,14 @@ def extraction_nodes(
             interface.inputs.labels = [table[index] for index in sorted(table)]
         nodes.append(("maps", atlas.name, _node(
             interface, f"maps_{atlas.name}",
-            estimate_mem_gb("maps", bold_shape, n_maps=atlas.n_maps))))
+            estimate_mem_gb("maps", bold_shape, n_maps=atlas.n_maps), omp_nthreads)))
     for atlas in spheres:
         interface = NiftiSpheresMasker(seeds_file=str(atlas.seeds_file), **common)
         if atlas.radius:
             interface.inputs.radius = float(atlas.radius)
         nodes.append(("spheres", atlas.name, _node(
-            interface, f"spheres_{atlas.name}", estimate_mem_gb("spheres", bold_shape))))
+            interface, f"spheres_{atlas.name}", estimate_mem_gb("spheres", bold_shape),
+            omp_nthreads)))
     return nodes
 
 
@@ -85,7 +89,7 @@ def init_timeseries_wf(
     *, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
     spheres: Sequence[SpheresAtlas] = (), clean_args: dict[str, Any] | None = None,
     smoothing_fwhm: float | None = None, bold_shape: Sequence[int] = (97, 115, 97, 300),
-    name: str = "timeseries_wf",
+    omp_nthreads: int = 1, name: str = "timeseries_wf",
 ) -> pe.Workflow:
     """Extract region signals for any combination of labels, maps and spheres atlases.
 
@@ -112,6 +116,9 @@ def init_timeseries_wf(
         Smoothing before extraction, in mm.
     bold_shape : (x, y, z, t)
         The run's shape, for the nodes' memory estimates.
+    omp_nthreads : int
+        CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
+        suits MultiProc with more runs than processes; more suits few runs on many cores.
     name : str
         Workflow name.
 
@@ -130,7 +137,8 @@ def init_timeseries_wf(
         The atlas of each file and its kind ('labels', 'maps', 'spheres').
     """
     nodes = extraction_nodes(labels=labels, maps=maps, spheres=spheres, clean_args=clean_args,
-                             smoothing_fwhm=smoothing_fwhm, bold_shape=bold_shape)
+                             smoothing_fwhm=smoothing_fwhm, bold_shape=bold_shape,
+                             omp_nthreads=omp_nthreads)
     if not nodes:
         raise ValueError("init_timeseries_wf: no atlas given (labels, maps or spheres)")
     workflow = pe.Workflow(name=name)

@@ -368,13 +368,14 @@ def compute_multi_mask(
     imgs: Sequence[ImageLike], mask_strategy: MaskStrategy = "background", *,
     mask_args: dict[str, Any] | None = None, target_affine: NDArray | None = None,
     target_shape: Sequence[int] | None = None, name: str = "in_file",
+    n_threads: int | None = None,
 ) -> nib.Nifti1Image:
     """A mask for several runs: one mask per run, then :func:`intersect_masks`.
 
     nilearn's ``compute_multi_*_mask``: the background strategy defaults to ``opening=2,
     connected=True`` here (unlike the single-run form); ``threshold`` is the intersection
     level (and the template threshold for the template strategies, which use the first run's
-    grid only, as nilearn does).
+    grid only, as nilearn does). ``n_threads`` as in :func:`compute_mask`.
     """
     args = dict(mask_args or {})
     if len(imgs) == 0:
@@ -389,7 +390,7 @@ def compute_multi_mask(
     full = strategy_args(mask_strategy, args, multi=True)
     masks = [
         compute_mask(run, mask_strategy, mask_args=full, target_affine=target_affine,
-                     target_shape=target_shape, name=f"{name}[{i}]")
+                     target_shape=target_shape, name=f"{name}[{i}]", n_threads=n_threads)
         for i, run in enumerate(imgs)
     ]
     return intersect_masks(masks, threshold=threshold, connected=full["connected"])

@@ -25,6 +25,16 @@ class MaskersInputSpec(BaseInterfaceInputSpec):
     )
 
 
+class ThreadsSpecMixin(traits.HasTraits):
+    """``num_threads``: the CPUs a node may keep busy (NiPreps' name; not part of the hash,
+    so changing it reuses cached results). Give the node the same ``n_procs``."""
+
+    num_threads = traits.Int(
+        1, usedefault=True, nohash=True,
+        desc="threads that read, resample and smooth volumes side by side (and BLAS threads)",
+    )
+
+
 def defined(value: Any, default: Any = None) -> Any:
     """``value`` unless it is Undefined, else ``default``."""
     return value if isdefined(value) else default

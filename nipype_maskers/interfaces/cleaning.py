@@ -41,7 +41,14 @@ from ..core.fmriprep_confounds import (
 )
 from ..core.image import load_img, n_volumes
 from ..core.signal import clean
-from .base import CleanSpecMixin, MaskersInputSpec, clean_args_from, defined, header_t_r
+from .base import (
+    CleanSpecMixin,
+    MaskersInputSpec,
+    ThreadsSpecMixin,
+    clean_args_from,
+    defined,
+    header_t_r,
+)
 from .io import (
     atomic_path,
     format_tsv,
@@ -315,7 +322,7 @@ class CleanSignals(SimpleInterface):
 # --------------------------------------------------------------------------------------------
 # CleanImage
 # --------------------------------------------------------------------------------------------
-class _CleanImageInputSpec(MaskersInputSpec, CleanSpecMixin):
+class _CleanImageInputSpec(MaskersInputSpec, CleanSpecMixin, ThreadsSpecMixin):
     in_file = File(exists=True, mandatory=True, desc="4D image (NIfTI) to clean voxel-wise")
     mask_file = File(
         exists=True, mandatory=True,
@@ -357,7 +364,8 @@ class CleanImage(SimpleInterface):
                 "time unit of sec, msec or usec)",
             )
         cleaned = image_cleaning.clean_masked(img, self.inputs.mask_file, clean_args=args,
-                                              dtype=self.inputs.dtype)  # fmt: skip
+                                              dtype=self.inputs.dtype,
+                                              n_threads=self.inputs.num_threads)
         out = derived_path(self.inputs.in_file, "clean", runtime.cwd, ext=".nii.gz")
         volumes = image_cleaning.unmasked_volumes(cleaned.signals, cleaned.mask)
         self._results["out_file"] = str(save_nifti_volumes(cleaned.header, volumes, out))

@@ -18,6 +18,7 @@ from .base import (
     GridSpecMixin,
     MaskArgsSpecMixin,
     MaskersInputSpec,
+    ThreadsSpecMixin,
     clean_args_from,
     defined,
     grid_from,
@@ -27,7 +28,8 @@ from .base import (
 from .io import output_path, read_matrix, save_nifti, save_npy
 
 
-class _ComputeMaskInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin):
+class _ComputeMaskInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin,
+                            ThreadsSpecMixin):
     in_file = InputMultiObject(
         File(exists=True), mandatory=True,
         desc="3D/4D image, or a list of runs (one mask per run, then intersected)",
@@ -57,11 +59,13 @@ class ComputeMask(SimpleInterface):
             mask = masking.compute_mask(
                 runs[0], self.inputs.mask_strategy, mask_args=args,
                 target_affine=target_affine, target_shape=target_shape,
+                n_threads=self.inputs.num_threads,
             )
         else:
             mask = masking.compute_multi_mask(
                 runs, self.inputs.mask_strategy, mask_args=args,
                 target_affine=target_affine, target_shape=target_shape,
+                n_threads=self.inputs.num_threads,
             )
         out = output_path(runs[0], "mask", ".nii.gz", runtime.cwd)
         self._results["mask_file"] = str(save_nifti(mask, out))
@@ -83,7 +87,8 @@ def parse_volumes(value):
         ) from None
 
 
-class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin, CleanSpecMixin):
+class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin, CleanSpecMixin,
+                            ThreadsSpecMixin):
     in_file = File(exists=True, mandatory=True, desc="3D or 4D image (NIfTI)")
     mask_file = File(
         exists=True, desc="binary mask on the data's (or target) grid; computed when absent"
@@ -136,6 +141,7 @@ class NiftiMasker(SimpleInterface):
             volumes=parse_volumes(defined(self.inputs.volumes)),
             dtype=self.inputs.dtype,
             clean_args=clean_args,
+            n_threads=self.inputs.num_threads,
         )
         source = self.inputs.in_file
         self._results["t_r"] = provenance.get("RepetitionTime")

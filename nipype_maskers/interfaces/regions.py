@@ -16,12 +16,19 @@ from ..core import region_images, region_maskers
 from ..core.image import load_img
 from ..core.label_names import read_lut
 from ..core.spheres import read_seeds
-from .base import CleanSpecMixin, MaskersInputSpec, clean_args_from, defined, header_t_r
+from .base import (
+    CleanSpecMixin,
+    MaskersInputSpec,
+    ThreadsSpecMixin,
+    clean_args_from,
+    defined,
+    header_t_r,
+)
 from .io import format_tsv, output_path, read_matrix, save_text
 from .masking import parse_volumes
 
 
-class _RegionMaskerInputSpec(MaskersInputSpec, CleanSpecMixin):
+class _RegionMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, ThreadsSpecMixin):
     in_file = File(exists=True, mandatory=True, desc="3D or 4D image (NIfTI)")
     mask_file = File(exists=True, desc="binary mask: voxels outside it are left out")
     smoothing_fwhm = traits.Either(
@@ -70,6 +77,7 @@ class _RegionMasker(SimpleInterface):
             "volumes": parse_volumes(defined(self.inputs.volumes)),
             "dtype": self.inputs.dtype,
             "clean_args": clean_args,
+            "n_threads": self.inputs.num_threads,
         }
         result = self._extract(img, common)
         source = self.inputs.in_file
