@@ -460,6 +460,24 @@ def test_write_all_is_all_or_nothing(tmp_path):
     assert _files(tmp_path / "out") == {"a.tsv"}
 
 
+def test_write_all_links_on_one_file_system_and_copies_across(tmp_path, monkeypatch):
+    source = _touch(tmp_path / "work" / "node" / "bold.nii.gz", b"volumes")
+    linked = tmp_path / "out" / "linked.nii.gz"
+    write_all([(source, linked)], [])
+    assert linked.read_bytes() == b"volumes"
+    assert linked.stat().st_ino == source.stat().st_ino  # not written a second time
+
+    def cross_device(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    copied = tmp_path / "out" / "copied.nii.gz"
+    write_all([(source, copied)], [])
+    assert copied.read_bytes() == b"volumes"
+    assert copied.stat().st_ino != source.stat().st_ino
+    assert _files(tmp_path / "out") == {"linked.nii.gz", "copied.nii.gz"}
+
+
 def _inputs(fmriprep, tmp_path, **changes):
     bold = fmriprep / "sub-01" / "func" / ALL_BOLD[2]
     ts = _touch(tmp_path / "in" / "ts.tsv", b"1\n")

@@ -45,6 +45,7 @@ def _run(capsys, argv):
         (["--sbatch-args=--time=1"], "--sbatch-args: only with --plugin SLURM"),
         (["--participant-label", "../../etc"], "participant"),
         (["--no-denoised-bold"], "nothing to do"),
+        (["--omp-nthreads", "0"], "--omp-nthreads: must be >= 1, got 0"),
     ],
 )
 def test_bad_arguments_exit_2_in_one_line(fmriprep, tmp_path, capsys, extra, message):

@@ -15,7 +15,7 @@ from nipype_maskers.workflows.timeseries import (
     init_timeseries_wf,
 )
 
-from nipype_maskers.execution import request_resources, scheduler_args
+from nipype_maskers.execution import default_omp_nthreads, request_resources, scheduler_args
 from nipype_maskers.resources import estimate_mem_gb
 
 SHAPE = (97, 115, 97, 300)
@@ -100,3 +100,39 @@ def test_cluster_requests_follow_the_estimates(atlases):
     # h_vmem caps virtual memory: the estimate plus the interpreter's mappings
     assert scheduler_args("SGE", 2.0) == {"qsub_args": "-l h_vmem=3072M"}
     assert scheduler_args("MultiProc", 2.0) == {}
+
+
+def test_omp_nthreads_reaches_every_heavy_node(atlases):
+    workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
+                               omp_nthreads=3, **atlases)
+    heavy = ["compute_mask", "clean_image", "timeseries_wf.labels_Parcels",
+             "timeseries_wf.maps_Maps", "timeseries_wf.spheres_Power"]
+    for name in heavy:
+        node = workflow.get_node(name)
+        assert (node.n_procs, node.inputs.num_threads) == (3, 3), name
+    assert workflow.get_node("load_confounds").n_procs == 1
+    request_resources(workflow, "SLURM")
+    assert "--cpus-per-task=3" in workflow.get_node("clean_image").plugin_args["sbatch_args"]
+    for factory in (init_mask_wf, init_voxel_signals_wf, init_denoise_wf):
+        flat = factory(omp_nthreads=2)
+        nodes = [flat.get_node(n) for n in flat.list_node_names()]
+        assert any(getattr(n.inputs, "num_threads", None) == 2 and n.n_procs == 2
+                   for n in nodes), factory.__name__
+
+
+def test_thread_count_is_not_part_of_the_cache_key(atlases):
+    def hashes(omp_nthreads):
+        workflow = init_timeseries_wf(**atlases, omp_nthreads=omp_nthreads)
+        node = workflow.get_node("labels_Parcels")
+        node.inputs.in_file = str(atlases["labels"][0].labels_file)
+        return node.inputs.get_hashval()[1]
+
+    assert hashes(1) == hashes(4)
+
+
+@pytest.mark.parametrize(("plugin", "nprocs", "runs", "expected"), [
+    ("MultiProc", 2, 2, 1), ("MultiProc", 2, 1, 2), ("MultiProc", 8, 2, 4),
+    ("MultiProc", 16, 1, 4), ("SLURM", 8, 1, 1), ("SGEGraph", 8, 1, 1),
+])
+def test_default_omp_nthreads_shares_the_processes(plugin, nprocs, runs, expected):
+    assert default_omp_nthreads(plugin, nprocs=nprocs, n_runs=runs) == expected
