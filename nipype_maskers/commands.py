@@ -45,11 +45,13 @@ def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Pa
         names.append(name[: -len("_wf")])
         run_wf = init_maskers_wf(output_dir=output_dir, bold_shape=_shape(run.bold),
                                  name=name, **options)
-        run_wf.inputs.inputnode.bold_file = str(run.bold)
+        # the node itself: ``run_wf.inputs`` would rebuild every node's inputs each time
+        inputs = run_wf.get_node("inputnode").inputs
+        inputs.bold_file = str(run.bold)
         if run.mask is not None:
-            run_wf.inputs.inputnode.mask_file = str(run.mask)
+            inputs.mask_file = str(run.mask)
         if run.confounds is not None:
-            run_wf.inputs.inputnode.confounds_file = str(run.confounds)
+            inputs.confounds_file = str(run.confounds)
         top.add_nodes([run_wf])
     return top, names
 
