@@ -122,13 +122,13 @@ def overhead(args) -> None:
     root, atlases = dataset(args.volumes, args.subjects)
     out = DATA_DIR / "bench_out_script"
     shutil.rmtree(out, ignore_errors=True)
-    scripts = [core_steps(root, atlases, out, args.omp_nthreads) for _ in range(args.repeat)]
-    workflows = []
-    for _ in range(args.repeat):
-        work, out = DATA_DIR / "bench_work", DATA_DIR / "bench_out"
+    scripts, workflows = [], []
+    for _ in range(args.repeat):  # interleaved: the machine's speed drifts
+        scripts.append(core_steps(root, atlases, out, args.omp_nthreads))
+        work, wf_out = DATA_DIR / "bench_work", DATA_DIR / "bench_out"
         shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(out, ignore_errors=True)
-        workflows.append(run_cli(cli_argv(root, atlases, out, work, "--plugin", "Linear",
+        shutil.rmtree(wf_out, ignore_errors=True)
+        workflows.append(run_cli(cli_argv(root, atlases, wf_out, work, "--plugin", "Linear",
                                           "--omp-nthreads", str(args.omp_nthreads))))
     script = min(scripts, key=lambda s: s["process"])
     workflow = min(workflows)
@@ -139,6 +139,8 @@ def overhead(args) -> None:
     print(f"script: + writing the same outputs         {written:8.1f} s")
     print(f"script: whole process (+ start, imports)   {script['process']:8.1f} s")
     print(f"Nipype workflow, whole process (Linear)    {workflow:8.1f} s   (fresh work dir)")
+    print("runs (script, workflow): " + ", ".join(
+        f"({s['process']:.1f}, {w:.1f})" for s, w in zip(scripts, workflows, strict=True)))
     print(f"-> overhead over the script doing the same job: "
           f"{100 * (workflow - script['process']) / script['process']:+.0f}%")
     print(f"   over the core calls alone (no files, no start-up): "

@@ -19,7 +19,8 @@ from .denoise import init_confounds_node
 from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas, init_timeseries_wf
 
 
-def _sidecar_metadata(static: list, t_r, sample_mask, n_volumes: int, inputs: list) -> list:
+def _sidecar_metadata(static: list, t_r, sample_mask, n_volumes: int, mask_file=None,
+                      confounds_file=None, atlas_files: list | None = None) -> list:
     """Per-output sidecar fields known only at run time: TR, censoring, input hashes.
 
     A Nipype Function node (its imports are inside).
@@ -28,7 +29,7 @@ def _sidecar_metadata(static: list, t_r, sample_mask, n_volumes: int, inputs: li
     import os
 
     hashes = {}
-    for path in inputs or []:
+    for path in [mask_file, confounds_file, *(atlas_files or [])]:
         if path and os.path.isfile(str(path)):
             digest = hashlib.sha256()
             with open(path, "rb") as stream:
@@ -231,28 +232,27 @@ def init_maskers_wf(
 
     if not outputs:
         raise ValueError("init_maskers_wf: nothing to write (no atlas and denoised_bold=False)")
-    merge = pe.Node(niu.Merge(len(outputs)), name="merge_outputs", run_without_submitting=True)
-    for position, (node, field, entities, _) in enumerate(outputs, start=1):
-        if "_index" in entities:
-            select = pe.Node(niu.Select(index=entities["_index"]),
-                             name=f"select_{entities['suffix']}_{entities['_index']}",
-                             run_without_submitting=True)
-            workflow.connect(node, field, select, "inlist")
-            workflow.connect(select, "out", merge, f"in{position}")
-        else:
-            workflow.connect(node, field, merge, f"in{position}")
+    # one merge input per producing field; the time series workflow's lists are flattened in
+    # (ravel_inputs), so the entities follow that order: field by field, atlas by atlas
+    fields: dict[tuple[int, str], list] = {}
+    for output in outputs:
+        fields.setdefault((id(output[0]), output[1]), []).append(output)
+    merge = pe.Node(niu.Merge(len(fields), ravel_inputs=True), name="merge_outputs",
+                    run_without_submitting=True)
+    outputs = []
+    for position, group in enumerate(fields.values(), start=1):
+        workflow.connect(group[0][0], group[0][1], merge, f"in{position}")
+        outputs.extend(sorted(group, key=lambda output: output[2].get("_index", 0)))
     static = [{**metadata, **{"Parameters": parameters}} for *_, metadata in outputs]
     metadata = pe.Node(niu.Function(function=_sidecar_metadata,
                                     input_names=["static", "t_r", "sample_mask", "n_volumes",
-                                                 "inputs"],
+                                                 "mask_file", "confounds_file", "atlas_files"],
                                     output_names=["metadata"]),
                        name="sidecar_metadata", run_without_submitting=True)
-    run_inputs = pe.Node(niu.Merge(3), name="run_inputs", run_without_submitting=True)
     workflow.connect([
-        (inputnode, run_inputs, [("mask_file", "in1"), ("confounds_file", "in2")]),
-        (run_inputs, metadata, [("out", "inputs")]),
+        (inputnode, metadata, [("mask_file", "mask_file"), ("confounds_file", "confounds_file")]),
     ])  # fmt:skip
-    run_inputs.inputs.in3 = [str(a[1]) for a in (*labels, *maps, *spheres)] + [
+    metadata.inputs.atlas_files = [str(a[1]) for a in (*labels, *maps, *spheres)] + [
         str(a.lut_file) for a in (*labels, *maps) if a.lut_file]
     metadata.inputs.static = static
     metadata.inputs.n_volumes = int(bold_shape[3]) if len(bold_shape) > 3 else 1
