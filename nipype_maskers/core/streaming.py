@@ -276,32 +276,32 @@ class _VolumeToRow:
     """
 
     def __init__(self, affine, gather, target, sigma, needed, clip_range, observe):
+        from .resampling import resample_volume
+        from .smoothing import smooth_volume
+
         self.affine, self.gather, self.target = affine, gather, target
-        self.sigma, self.needed, self.clip_range, self.observe = sigma, needed, clip_range, \
-            observe
+        self.sigma, self.needed, self.clip_range = sigma, needed, clip_range
+        self.observe = observe
+        self._resample, self._smooth = resample_volume, smooth_volume
         self._local = threading.local()
 
     def __call__(self, volume: NDArray):
-        from .smoothing import smooth_volume
-
         observed = finite_range(volume) if self.observe else None
         if self.target is not None:
-            from .resampling import resample_volume
-
             buffer = getattr(self._local, "buffer", None)
             if buffer is None:
                 buffer = np.empty(self.target.shape, dtype=volume.dtype, order="F")
                 self._local.buffer = buffer
             # resampling handles NaN itself (and puts it back): count only, then zero after
             nonfinite = _nonfinite(volume, zero=False)
-            volume = resample_volume(volume, self.affine, self.target.affine,
-                                     self.target.shape, interpolation="continuous",
-                                     clip=self.clip_range or False, out=buffer)
+            volume = self._resample(volume, self.affine, self.target.affine,
+                                    self.target.shape, interpolation="continuous",
+                                    clip=self.clip_range or False, out=buffer)
             count_nonfinite(volume, None)
         else:
             nonfinite = _nonfinite(volume, zero=True)
         if self.sigma is not None and self.needed is not None:
-            smooth_volume(volume, self.sigma, self.needed)
+            self._smooth(volume, self.sigma, self.needed)
         row = volume.reshape(-1, order="F").take(self.gather)
         return row, observed, nonfinite
 
