@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from nipype_maskers.core import image, nifti_masker, region_maskers, streaming
-from nipype_maskers.core.image import ImageError, check_threads, load_img
+from nipype_maskers.core.image import ImageError, load_img
+from nipype_maskers.core.streaming import check_threads
 
 
 def _rows(path, n_threads, indices, fn=lambda v: v.sum(dtype=np.float64)):

@@ -257,26 +257,6 @@ def _streamable(img: SpatialImage) -> bool:
     )
 
 
-def default_threads() -> int:
-    """Threads a reading pass uses when the caller does not say: the CPUs this process may
-    run on, at most 4 (beyond that, decompression, which is sequential, is the limit)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 4))
-
-
-def check_threads(n_threads: int | None, *, name: str = "n_threads") -> int:
-    """Validate a thread count; None means :func:`default_threads`."""
-    if n_threads is None:
-        return default_threads()
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) \
-            or n_threads < 1:
-        raise ValueError(f"{name}: expected a whole number of threads >= 1, got {n_threads!r}")
-    return int(n_threads)
-
-
 class VolumeSource:
     """The selected volumes of an image, loaded one at a time in file order.
 

@@ -20,12 +20,12 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import ImageLike, check_threads, load_img, n_volumes
+from .image import ImageLike, load_img, n_volumes
 from .masking import flat_indices, load_mask
 from .nifti_masker import check_dtype, mask_volumes
 from .signal import clean
 from .signal_inputs import as_confounds, check_options, check_sample_mask, split_runs
-from .streaming import blas_threads
+from .streaming import blas_threads, check_threads
 
 __all__ = [
     "CleanedSignals",

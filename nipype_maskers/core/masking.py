@@ -19,7 +19,6 @@ from scipy.ndimage import binary_dilation, binary_erosion, label
 from ..data import MNI152_TEMPLATES
 from .image import (
     ImageLike,
-    check_threads,
     finite_range,
     iter_volumes,
     load_img,
@@ -27,6 +26,7 @@ from .image import (
     natural_dtype,
 )
 from .smoothing import fwhm_to_sigma, smooth_volume
+from .streaming import check_threads
 
 MaskStrategy = Literal[
     "background", "epi", "whole-brain-template", "gm-template", "wm-template"

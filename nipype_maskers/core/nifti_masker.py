@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import ImageError, ImageLike, check_threads, load_img, n_volumes, resolve_volumes
+from .image import ImageError, ImageLike, load_img, n_volumes, resolve_volumes
 from .masking import (
     MaskError,
     MeanVolume,
@@ -30,6 +30,7 @@ from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
 from .streaming import (
     Grid,
     blas_threads,
+    check_threads,
     data_range,
     prefaulted_empty,
     same_grid,

@@ -24,7 +24,6 @@ from numpy.typing import DTypeLike, NDArray
 from .image import (
     ImageError,
     ImageLike,
-    check_threads,
     compute_dtype,
     load_img,
     n_volumes,
@@ -38,7 +37,7 @@ from .nifti_masker import check_dtype, kept_volumes, select_clean_args
 from .signal import clean
 from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
 from .spheres import prepare_spheres, spheres_signals
-from .streaming import Grid, data_range, same_grid, stream_rows
+from .streaming import Grid, check_threads, data_range, same_grid, stream_rows
 
 #: Rows reduced at once: large enough for vectorized reductions, small enough to stay lean.
 _BLOCK_ROWS = 32

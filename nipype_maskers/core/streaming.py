@@ -9,6 +9,7 @@ resampling needs the range of the whole input, which the caller provides when it
 from __future__ import annotations
 
 import mmap
+import os
 import queue
 import threading
 from collections import deque
@@ -46,6 +47,26 @@ class Grid(NamedTuple):
 def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
     """nilearn's ``check_same_fov``: equal 3D shapes and ``allclose`` affines."""
     return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b)
+
+
+def default_threads() -> int:
+    """Threads a reading pass uses when the caller does not say: the CPUs this process may
+    run on, at most 4 (beyond that, decompression, which is sequential, is the limit)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+def check_threads(n_threads: int | None, *, name: str = "n_threads") -> int:
+    """Validate a thread count; None means :func:`default_threads`."""
+    if n_threads is None:
+        return default_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) \
+            or n_threads < 1:
+        raise ValueError(f"{name}: expected a whole number of threads >= 1, got {n_threads!r}")
+    return int(n_threads)
 
 
 def blas_threads(n_threads: int = 1):
