@@ -12,11 +12,12 @@ Bad arguments are reported in one line with exit code 2 before any work starts.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 
@@ -293,5 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def run() -> NoReturn:
+    """The ``nipype-maskers`` program: :func:`main`, then exit."""
+    code = main()
+    # The process ends here: its last garbage collection would walk every object of nipype,
+    # scipy and the workflow graph (0.3 s) to free memory that exiting frees anyway.
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -82,3 +82,18 @@ def test_atlas_names_are_safe(tmp_path):
     assert atlas_name(tmp_path / ".." / "..evil..name.nii.gz") == "EvilName"
     with pytest.raises(ValueError, match="atlas"):
         atlas_name(tmp_path / "....nii.gz")
+
+
+def test_the_program_exits_with_mains_code(monkeypatch):
+    import gc
+
+    from nipype_maskers import cli
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.run()
+        assert exited.value.code == 3
+        assert gc.get_freeze_count() > 0  # no last collection on the way out
+    finally:
+        gc.unfreeze()
