@@ -85,7 +85,11 @@ def report(title: str, rows: list[tuple[str, dict]], *, reference: str | None = 
         if result is None:
             continue
         work = result["peak_mb"] - result.get("base_mb", 0)
-        print(f"{label:58s} {result['seconds']:9.2f} {result['peak_mb']:10.0f} {work:10.0f}")
+        median = result.get("median")
+        runs = ""
+        if REPEAT["runs"] > 1 and median:
+            runs = f"   (median of {REPEAT['runs']}: {median:.2f} s)"
+        print(f"{label:58s} {result['seconds']:9.2f} {result['peak_mb']:10.0f} {work:10.0f}{runs}")
     results = dict(rows)
     if reference and ours and results.get(reference) and results.get(ours):
         ref, us = results[reference], results[ours]
@@ -103,6 +107,7 @@ def timed(setup: str, body: str) -> dict:
     results = [run_case(setup, body) for _ in range(REPEAT["runs"])]
     best = dict(min(results, key=lambda r: r["seconds"]))
     best["peak_mb"] = max(r["peak_mb"] for r in results)
+    best["median"] = float(sorted(r["seconds"] for r in results)[len(results) // 2])
     return best
 
 
