@@ -27,11 +27,16 @@ from scipy import linalg
 from scipy.ndimage import affine_transform, binary_dilation
 
 from .image import ImageLike, iter_volumes, load_img, natural_dtype
+from .resampling_checks import (
+    check_affine,
+    check_anchor,
+    check_grid_shape,
+    check_interpolation,
+    check_resample_options,
+    check_targets,
+)
 
 Interpolation = Literal["continuous", "linear", "nearest"]
-
-#: Spline order of each interpolation, as in nilearn.
-INTERPOLATION_ORDERS: dict[str, int] = {"continuous": 3, "linear": 1, "nearest": 0}
 
 #: Number of voxels compared at a time by the binary-data check (stops at the first non-binary).
 _BINARY_CHECK_BLOCK = 1 << 16
@@ -39,78 +44,6 @@ _BINARY_CHECK_BLOCK = 1 << 16
 
 class BoundingBoxError(ValueError):
     """The target grid contains none of the source data (all of it at negative indices)."""
-
-
-def _check_interpolation(interpolation: str) -> int:
-    """Spline order for ``interpolation``; ValueError listing the accepted values otherwise."""
-    if not isinstance(interpolation, str) or interpolation not in INTERPOLATION_ORDERS:
-        raise ValueError(
-            f"interpolation: unknown {interpolation!r}; accepted: "
-            f"{', '.join(repr(k) for k in INTERPOLATION_ORDERS)}"
-        )
-    return INTERPOLATION_ORDERS[interpolation]
-
-
-def _check_affine(affine: ArrayLike, name: str, shapes: Sequence[tuple[int, int]]) -> NDArray:
-    """A finite, invertible affine of one of ``shapes``, as a float64 array."""
-    expected = " or ".join(f"{a}x{b}" for a, b in shapes)
-    try:
-        arr = np.array(affine, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"{name}: expected a numeric array of shape {expected}, got {type(affine).__name__}"
-        ) from exc
-    if arr.shape not in shapes:
-        raise ValueError(f"{name}: expected shape {expected}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name}: contains NaN or infinite values: {arr.tolist()}")
-    if arr.shape == (4, 4) and not np.array_equal(arr[3], [0.0, 0.0, 0.0, 1.0]):
-        raise ValueError(f"{name}: the last row must be [0, 0, 0, 1], got {arr[3].tolist()}")
-    if np.linalg.matrix_rank(arr[:3, :3]) < 3:
-        raise ValueError(
-            f"{name}: the 3x3 part {arr[:3, :3].tolist()} is singular; expected an invertible "
-            "(non-degenerate) voxel-to-world matrix"
-        )
-    return arr
-
-
-def _check_shape(shape: Sequence[int], name: str) -> tuple[int, int, int]:
-    """Three positive integers, as a tuple of int."""
-    message = f"{name}: expected 3 positive integers (a 3D grid shape), got {shape!r}"
-    try:
-        values = tuple(shape)
-    except TypeError as exc:
-        raise TypeError(message) from exc
-    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
-           for v in values):
-        raise TypeError(message)
-    if len(values) != 3 or min(values) < 1:
-        raise ValueError(message)
-    return tuple(int(v) for v in values)
-
-
-def _check_anchor(target_affine, target_shape) -> None:
-    """``target_shape`` needs a 4x4 ``target_affine`` to place the grid."""
-    if target_affine is None or np.shape(target_affine) != (4, 4):
-        given = "None" if target_affine is None else f"shape {np.shape(target_affine)}"
-        raise ValueError(
-            f"target_shape {tuple(target_shape)} needs a 4x4 target_affine to anchor the grid "
-            f"(target_affine: {given}); pass a 4x4 target_affine"
-        )
-
-
-def _check_options(interpolation: str, clip, fill_value) -> tuple[int, bool | tuple, float]:
-    """Spline order, clip (a bool or a 2-tuple) and fill value, checked."""
-    order = _check_interpolation(interpolation)
-    if isinstance(clip, np.bool_):
-        clip = bool(clip)
-    if not (isinstance(clip, bool) or (isinstance(clip, tuple) and len(clip) == 2)):
-        raise TypeError(f"clip: expected a bool or a (vmin, vmax) tuple, got {clip!r}")
-    if isinstance(fill_value, (bool, np.bool_)) or not isinstance(
-        fill_value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"fill_value: expected a number, got {fill_value!r}")
-    return order, clip, float(fill_value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,14 +103,14 @@ def resolve_target_grid(
     >>> shape
     (4, 5, 5)
     """
-    shape3d = _check_shape(source_shape3d, "source_shape3d")
-    source_affine = _check_affine(source_affine, "source_affine", [(4, 4)])
+    shape3d = check_grid_shape(source_shape3d, "source_shape3d")
+    source_affine = check_affine(source_affine, "source_affine", [(4, 4)])
     if target_shape is not None:
-        target_shape = _check_shape(target_shape, "target_shape")
-        _check_anchor(target_affine, target_shape)
+        target_shape = check_grid_shape(target_shape, "target_shape")
+        check_anchor(target_affine, target_shape)
     if target_affine is None:
         return source_affine.copy(), shape3d
-    target = _check_affine(target_affine, "target_affine", [(3, 3), (4, 4)])
+    target = check_affine(target_affine, "target_affine", [(3, 3), (4, 4)])
 
     missing_offset = target.shape == (3, 3)
     if missing_offset:
@@ -223,7 +156,7 @@ def resampled_dtype(dtype: np.dtype | type | str, interpolation: Interpolation) 
     >>> resampled_dtype(np.int16, "continuous"), resampled_dtype(np.int16, "nearest")
     (dtype('float32'), dtype('int16'))
     """
-    _check_interpolation(interpolation)
+    check_interpolation(interpolation)
     dtype = np.dtype(dtype)
     if interpolation == "continuous" and dtype.kind == "i":
         return np.dtype(np.float64) if dtype.itemsize >= 8 else np.dtype(np.float32)
@@ -379,15 +312,15 @@ def resample_volume(
             f"data3d: dtype {data.dtype} is not supported; expected bool, integers, float32 "
             "or float64"
         )
-    order, clip, fill_value = _check_options(interpolation, clip, fill_value)
-    source_affine = _check_affine(source_affine, "source_affine", [(4, 4)])
+    order, clip, fill_value = check_resample_options(interpolation, clip, fill_value)
+    source_affine = check_affine(source_affine, "source_affine", [(4, 4)])
     if np.shape(target_affine) == (3, 3):
         raise ValueError(
             "target_affine: resample_volume needs the 4x4 affine of the output grid, got a "
             "3x3 matrix; get the full grid from resolve_target_grid first"
         )
-    target_affine = _check_affine(target_affine, "target_affine", [(4, 4)])
-    target_shape = _check_shape(target_shape, "target_shape")
+    target_affine = check_affine(target_affine, "target_affine", [(4, 4)])
+    target_shape = check_grid_shape(target_shape, "target_shape")
     dtype = resampled_dtype(data.dtype, interpolation)
     if out is None:
         out = np.zeros(target_shape, dtype=dtype, order="F")
@@ -449,14 +382,6 @@ def _new_img_like(ref: nib.spatialimages.SpatialImage, data: NDArray, affine: ND
     return klass(data, affine, header=header)
 
 
-def _check_targets(target_affine, target_shape) -> None:
-    """Fail before any data is read (nilearn's ``_check_resample_img_inputs``)."""
-    if target_shape is not None:
-        _check_anchor(target_affine, _check_shape(target_shape, "target_shape"))
-    if target_affine is not None:
-        _check_affine(target_affine, "target_affine", [(3, 3), (4, 4)])
-
-
 def resample_img(
     img: ImageLike,
     target_affine: ArrayLike | None = None,
@@ -504,12 +429,12 @@ def resample_img(
     uses nibabel's cache when ``get_fdata`` was called before (then computing in float64);
     the output byte order is native.
     """
-    order, clip, fill_value = _check_options(interpolation, clip, fill_value)
+    order, clip, fill_value = check_resample_options(interpolation, clip, fill_value)
     if not isinstance(clip, bool):
         raise TypeError(f"clip: expected a bool, got {clip!r}")
-    _check_targets(target_affine, target_shape)
+    check_targets(target_affine, target_shape)
     img = load_img(img, name="img")
-    source_affine = _check_affine(img.affine, "img.affine", [(4, 4)])
+    source_affine = check_affine(img.affine, "img.affine", [(4, 4)])
 
     if target_affine is None and target_shape is None:
         return _copy_img(img)
@@ -593,7 +518,7 @@ def resample_to_img(
     -------
     nibabel image
     """
-    _check_interpolation(interpolation)
+    check_interpolation(interpolation)
     target = load_img(target_img, name="target_img")
     return resample_img(
         source_img, target_affine=target.affine, target_shape=target.shape[:3],
