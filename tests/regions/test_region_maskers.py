@@ -16,139 +16,28 @@ import nibabel as nib
 import numpy as np
 import pytest
 from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker, NiftiSpheresMasker
-from synthetic import make_epi, oblique_affine
+from region_data import (
+    AFFINE,
+    EMPTIED,
+    LABELS,
+    N_VOLUMES,
+    SHAPE,
+    STRATEGIES,
+    _atlas_data,
+    _close32,
+    _fine_grid,
+    _nilearn,
+    _seeds,
+    _world_to_coarse,
+)
+from synthetic import make_epi
 
 from nipype_maskers.core.image import ImageError
 from nipype_maskers.core.label_names import read_lut
-from nipype_maskers.core.region_images import labels_image, maps_image, spheres_image
+from nipype_maskers.core.region_images import labels_image, maps_image
 from nipype_maskers.core.region_maskers import labels_masker, maps_masker, spheres_masker
 
-SHAPE = (11, 12, 9)
-N_VOLUMES = 40
-AFFINE = oblique_affine()
-LABELS = [2, 3, 7, 9, 12]
-EMPTIED = 9  # the label the "emptying" mask removes
-STRATEGIES = ["mean", "median", "sum", "minimum", "maximum", "standard_deviation", "variance"]
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning:nipype_maskers")
-
-
-# --------------------------------------------------------------------------- data
-
-
-def _copy(img):
-    """A fresh in-memory copy: nilearn may write into the arrays it is given (B3, NaN -> 0)."""
-    return nib.Nifti1Image(np.array(img.dataobj), img.affine.copy())
-
-
-def _nilearn(masker, img, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return masker.fit_transform(_copy(img), **kwargs)
-
-
-def _close32(ours, ref):
-    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
-
-
-def _saved(data, folder, name):
-    """On disk, as the interfaces use it (an in-memory image is written to: see below)."""
-    img = nib.Nifti1Image(data, AFFINE)
-    img.header.set_xyzt_units("mm", "sec")
-    nib.save(img, folder / name)
-    return nib.load(folder / name)
-
-
-@pytest.fixture(scope="module")
-def bold(tmp_path_factory):
-    data, _ = make_epi(SHAPE, N_VOLUMES)
-    return _saved(data, tmp_path_factory.mktemp("bold"), "bold.nii")
-
-
-@pytest.fixture(scope="module")
-def bold64(tmp_path_factory):
-    data, _ = make_epi(SHAPE, N_VOLUMES)
-    return _saved(data.astype(np.float64), tmp_path_factory.mktemp("bold64"), "bold64.nii")
-
-
-@pytest.fixture(scope="module")
-def brain():
-    return nib.Nifti1Image(make_epi(SHAPE, 1)[1].astype(np.uint8), AFFINE)
-
-
-def _atlas_data():
-    atlas = np.zeros(SHAPE, np.int16)
-    atlas[2:6, 2:7, 2:5] = 3
-    atlas[6:10, 2:7, 2:5] = 7
-    atlas[2:6, 7:11, 4:8] = 2
-    atlas[6:9, 7:11, 4:8] = 12
-    atlas[4:8, 4:9, 5:8] = 9
-    return atlas
-
-
-@pytest.fixture(scope="module")
-def atlas():
-    return nib.Nifti1Image(_atlas_data(), AFFINE)
-
-
-@pytest.fixture(scope="module")
-def emptying_mask(brain):
-    """The brain minus every voxel of label 9."""
-    mask = np.asarray(brain.dataobj).copy()
-    mask[_atlas_data() == EMPTIED] = 0
-    return nib.Nifti1Image(mask, AFFINE)
-
-
-def _fine_grid():
-    """Half the voxel size, shifted by a fraction of a voxel: another grid, same space."""
-    affine = AFFINE.copy()
-    affine[:3, :3] /= 2
-    affine[:3, 3] += [0.7, -0.4, 1.1]
-    return affine, (21, 23, 17)
-
-
-def _world_to_coarse(fine_affine, fine_shape):
-    """Continuous voxel coordinates on the data grid of every fine-grid voxel, (3, x, y, z)."""
-    ijk = np.indices(fine_shape).reshape(3, -1).astype(float)
-    world = fine_affine[:3, :3] @ ijk + fine_affine[:3, 3:]
-    inv = np.linalg.inv(AFFINE)
-    return (inv[:3, :3] @ world + inv[:3, 3:]).reshape(3, *fine_shape)
-
-
-@pytest.fixture(scope="module")
-def fine_atlas():
-    affine, shape = _fine_grid()
-    coarse = np.round(_world_to_coarse(affine, shape)).astype(int)
-    inside = ((coarse >= 0) & (coarse < np.reshape(SHAPE, (3, 1, 1, 1)))).all(axis=0)
-    data = np.zeros(shape, np.int16)
-    data[inside] = _atlas_data()[tuple(c[inside] for c in coarse)]
-    return nib.Nifti1Image(data, affine)
-
-
-CENTRES = [(3, 3, 3), (7, 4, 4), (5, 8, 5), (8, 9, 6)]
-
-
-def _gaussians(coords):
-    maps = np.stack([np.exp(-((coords - np.reshape(c, (3, 1, 1, 1))) ** 2).sum(axis=0) / 4)
-                     for c in CENTRES], axis=-1).astype(np.float32)
-    maps[maps < 0.05] = 0
-    return maps
-
-
-@pytest.fixture(scope="module")
-def maps():
-    return nib.Nifti1Image(_gaussians(np.indices(SHAPE).astype(float)), AFFINE)
-
-
-@pytest.fixture(scope="module")
-def fine_maps():
-    affine, shape = _fine_grid()
-    return nib.Nifti1Image(_gaussians(_world_to_coarse(affine, shape)), affine)
-
-
-def _seeds():
-    """World coordinates near the maps' centres, off the voxel centres."""
-    ijk = np.array(CENTRES[:3], float).T + np.array([[0.3], [-0.2], [0.1]])
-    return (AFFINE[:3, :3] @ ijk + AFFINE[:3, 3:]).T
 
 
 # --------------------------------------------------------------------------- labels
@@ -565,73 +454,3 @@ def test_spheres_cleaning(bold64):
     ours = spheres_masker(bold64, seeds, radius=4.0, dtype=np.float64, clean_args=args)
     np.testing.assert_allclose(ours.signals, ref, rtol=1e-10, atol=1e-12)
 
-
-# --------------------------------------------------------------------------- inverses
-
-
-@pytest.mark.parametrize("target", ["data", "labels"])
-def test_labels_inverse_on_nilearn_labels_grid(bold, fine_atlas, brain, target):
-    masker = NiftiLabelsMasker(fine_atlas, mask_img=brain, resampling_target=target)
-    ref = _nilearn(masker, bold)
-    ours = labels_masker(bold, fine_atlas, mask=brain, resampling_target=target)
-    assert ref.shape[1] == 5
-    expected = masker.inverse_transform(ref)
-    back = labels_image(ref, masker.labels_img_, mask=brain)
-    assert back.shape == expected.shape
-    np.testing.assert_allclose(back.affine, expected.affine)
-    np.testing.assert_array_equal(back.get_fdata(), expected.get_fdata())
-    # and our own signals painted on that grid agree within float32 tolerance
-    mine = labels_image(ours.signals, masker.labels_img_, mask=brain).get_fdata()
-    np.testing.assert_allclose(mine, expected.get_fdata(), rtol=1e-5,
-                               atol=1e-5 * np.abs(ref).max())
-
-
-def test_labels_inverse_paints_nan_for_emptied_region(bold, atlas, emptying_mask):
-    ours = labels_masker(bold, atlas, mask=emptying_mask)
-    back = labels_image(ours.signals, atlas).get_fdata()
-    region = _atlas_data() == EMPTIED
-    assert np.isnan(back[region]).all() and not np.isnan(back[~region]).any()
-    masked = labels_image(ours.signals, atlas, mask=emptying_mask).get_fdata()
-    assert not np.isnan(masked).any()  # masked out: 0, as nilearn
-
-
-@pytest.mark.parametrize("with_mask", [False, True])
-def test_maps_inverse(bold, maps, brain, with_mask):
-    mask = brain if with_mask else None
-    masker = NiftiMapsMasker(maps, mask_img=mask)
-    ref = _nilearn(masker, bold)
-    expected = masker.inverse_transform(ref).get_fdata()
-    back = maps_image(ref, maps, mask=mask)
-    np.testing.assert_allclose(back.affine, AFFINE)
-    np.testing.assert_allclose(back.get_fdata(), expected, rtol=1e-6,
-                               atol=1e-6 * np.abs(expected).max())
-
-
-@pytest.mark.parametrize(("radius", "overlap"), [(4.0, False), (12.0, True)])
-def test_spheres_inverse(bold, brain, radius, overlap):
-    seeds = _seeds()
-    masker = NiftiSpheresMasker(seeds.tolist(), radius=radius, mask_img=brain,
-                                allow_overlap=overlap)
-    ref = _nilearn(masker, bold)
-    expected = masker.inverse_transform(ref).get_fdata()
-    back = spheres_image(ref, seeds, brain, radius=radius, allow_overlap=overlap)
-    np.testing.assert_allclose(back.get_fdata(), expected, rtol=1e-6,
-                               atol=1e-6 * np.abs(expected).max())
-    with pytest.raises(ValueError, match="mask_file: painting spheres back needs the mask"):
-        spheres_image(ref, seeds, None, radius=radius)
-
-
-def test_spheres_inverse_single_voxel(bold, brain):
-    """radius=None: nilearn's inverse_transform cannot do it (its seed-voxel lookup compares
-    tuples with lists when it has no image, so every sphere is empty); ours paints each
-    seed's nearest voxel."""
-    seeds = _seeds()
-    masker = NiftiSpheresMasker(seeds.tolist(), mask_img=brain)
-    ref = _nilearn(masker, bold)
-    with pytest.raises(ValueError, match="These spheres are empty"):
-        masker.inverse_transform(ref)
-    back = spheres_image(ref, seeds, brain).get_fdata()
-    inv = np.linalg.inv(AFFINE)
-    nearest = np.round(inv[:3, :3] @ seeds.T + inv[:3, 3:]).astype(int)
-    np.testing.assert_array_equal(back[tuple(nearest)].T, ref)
-    assert np.count_nonzero(back[..., 0]) == len(seeds)
