@@ -136,3 +136,16 @@ def test_thread_count_is_not_part_of_the_cache_key(atlases):
 ])
 def test_default_omp_nthreads_shares_the_processes(plugin, nprocs, runs, expected):
     assert default_omp_nthreads(plugin, nprocs=nprocs, n_runs=runs) == expected
+
+
+def test_censoring_only_writes_no_confounds_file(atlases):
+    workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, denoise_strategy=None,
+                               confounds_args={"strategy": ["scrub"]}, **atlases)
+    writes = workflow.get_node("write_derivatives").inputs.entities
+    assert {"desc": "confounds", "suffix": "timeseries", "extension": ".tsv"} not in writes
+    assert "load_confounds" in workflow.list_node_names()  # still censors
+    with_motion = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE,
+                                  denoise_strategy=None,
+                                  confounds_args={"strategy": ["motion", "scrub"]}, **atlases)
+    assert {"desc": "confounds", "suffix": "timeseries", "extension": ".tsv"} in \
+        with_motion.get_node("write_derivatives").inputs.entities

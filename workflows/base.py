@@ -18,6 +18,9 @@ from nipype_maskers.resources import estimate_mem_gb
 from .denoise import init_confounds_node
 from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas, init_timeseries_wf
 
+#: nilearn strategies that only censor volumes (they add no confound column)
+_CENSORING_ONLY = {"scrub", "non_steady_state"}
+
 
 def _sidecar_metadata(static: list, t_r, sample_mask, n_volumes: int, mask_file=None,
                       confounds_file=None, atlas_files: list | None = None) -> list:
@@ -157,10 +160,13 @@ def init_maskers_wf(
         confounds = init_confounds_node(denoise_strategy=denoise_strategy,
                                         confounds_args=confounds_args)
         workflow.connect(inputnode, "confounds_file", confounds, "confounds_file")
-        outputs.append((confounds, "out_file", {"desc": "confounds", "suffix": "timeseries",
-                                                "extension": ".tsv"},
-                        {"_kind": "confounds",
-                         "Description": "The confounds regressed out of every output"}))
+        # censoring alone ('scrub', 'non_steady_state') selects no column: no confounds file
+        strategy = set((confounds_args or {}).get("strategy") or ())
+        if denoise_strategy or strategy - _CENSORING_ONLY:
+            outputs.append((confounds, "out_file", {"desc": "confounds", "suffix": "timeseries",
+                                                    "extension": ".tsv"},
+                            {"_kind": "confounds",
+                             "Description": "The confounds regressed out of every output"}))
 
     t_r_source = None
     if denoised_bold:
