@@ -110,7 +110,7 @@ def test_stopping_early_closes_the_file_and_the_threads(epi_file, monkeypatch):
     assert threading.active_count() == before
 
 
-def test_a_failing_function_is_raised_once(epi_file):
+def test_a_failing_function_stops_the_stream(epi_file):
     def fail_on_the_fourth(volume, seen=[]):  # noqa: B006 - counts calls
         seen.append(1)
         if len(seen) == 4:
