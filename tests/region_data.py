@@ -74,6 +74,11 @@ def _gaussians(coords):
     return maps
 
 
+def _maps_data():
+    """Four Gaussian maps on the data grid, one per centre."""
+    return _gaussians(np.indices(SHAPE).astype(float))
+
+
 def _seeds():
     """World coordinates near the maps' centres, off the voxel centres."""
     ijk = np.array(CENTRES[:3], float).T + np.array([[0.3], [-0.2], [0.1]])

@@ -20,7 +20,8 @@ from nilearn.maskers import NiftiLabelsMasker as NlLabels
 from nilearn.maskers import NiftiMapsMasker as NlMaps
 from nilearn.maskers import NiftiSpheresMasker as NlSpheres
 from nipype.pipeline import engine as pe
-from synthetic import make_epi, oblique_affine
+from region_data import AFFINE, LABELS, N_VOLUMES, SHAPE, _atlas_data, _maps_data
+from synthetic import make_epi
 
 from nipype_maskers.interfaces.regions import (
     NiftiLabelsMasker,
@@ -29,10 +30,6 @@ from nipype_maskers.interfaces.regions import (
     SignalsToImage,
 )
 
-SHAPE = (11, 12, 9)
-N_VOLUMES = 40
-AFFINE = oblique_affine()
-LABELS = [2, 3, 7, 9, 12]
 NAMES = ["frontal", "parietal", "temporal", "occipital", "cerebellum"]
 POWER = Path(nilearn.__file__).parent / "datasets" / "data" / "power_2011.csv"
 OUTPUT_SUFFIXES = (".tsv", ".nii", ".nii.gz", ".npy")
@@ -45,25 +42,6 @@ def _save(data, path, affine=AFFINE, t_r=None):
         img.header["pixdim"][4] = t_r
     nib.save(img, path)
     return str(path)
-
-
-def _atlas_data():
-    atlas = np.zeros(SHAPE, np.int16)
-    atlas[2:6, 2:7, 2:5] = 3
-    atlas[6:10, 2:7, 2:5] = 7
-    atlas[2:6, 7:11, 4:8] = 2
-    atlas[6:9, 7:11, 4:8] = 12
-    atlas[4:8, 4:9, 5:8] = 9
-    return atlas
-
-
-def _maps_data():
-    coords = np.indices(SHAPE).astype(float)
-    centres = [(3, 3, 3), (7, 4, 4), (5, 8, 5), (8, 9, 6)]
-    maps = np.stack([np.exp(-((coords - np.reshape(c, (3, 1, 1, 1))) ** 2).sum(axis=0) / 4)
-                     for c in centres], axis=-1).astype(np.float32)
-    maps[maps < 0.05] = 0
-    return maps
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from region_data import (
     _atlas_data,
     _fine_grid,
     _gaussians,
+    _maps_data,
     _saved,
     _world_to_coarse,
 )
@@ -61,7 +62,7 @@ def fine_atlas():
 
 @pytest.fixture(scope="module")
 def maps():
-    return nib.Nifti1Image(_gaussians(np.indices(SHAPE).astype(float)), AFFINE)
+    return nib.Nifti1Image(_maps_data(), AFFINE)
 
 
 @pytest.fixture(scope="module")
