@@ -438,29 +438,25 @@ def finite_range(volume: NDArray) -> tuple[float, float]:
     return float(finite.min()), float(finite.max())
 
 
-def count_nonfinite(volume: NDArray, nonfinite_voxels: NDArray[np.bool_] | None, *,
-                    zero: bool = True) -> int:
-    """Set the NaN/inf values of ``volume`` to 0 in place; return how many there were.
+def find_nonfinite(volume: NDArray, *, zero: bool = True) -> NDArray[np.bool_] | None:
+    """Where ``volume`` holds NaN or inf; None when every value is finite.
 
-    With ``zero=False`` they are only counted.
-
-    ``nonfinite_voxels`` (same 3D shape, bool), when given, accumulates which voxels were ever
-    non-finite, for one warning at the end of a pass.
+    With ``zero`` those values are set to 0 in place (nilearn does so before smoothing and
+    masking). Thread-safe: the caller adds up the masks, for one warning at the end of a pass
+    (:func:`warn_nonfinite`).
     """
     if volume.dtype.kind != "f":
-        return 0
+        return None
     # a finite sum proves every value finite: one fast pass in the common case (an overflow
     # to inf only sends us to the exact check below)
     if np.isfinite(volume.sum()):
-        return 0
+        return None
     bad = ~np.isfinite(volume)
-    count = int(np.count_nonzero(bad))
-    if count:
-        if zero:
-            volume[bad] = 0
-        if nonfinite_voxels is not None:
-            nonfinite_voxels |= bad
-    return count
+    if not bad.any():
+        return None
+    if zero:
+        volume[bad] = 0
+    return bad
 
 
 def warn_nonfinite(name: str, nonfinite_voxels: NDArray[np.bool_], values: int) -> None:

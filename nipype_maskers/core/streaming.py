@@ -25,7 +25,7 @@ from .image import (
     ImageError,
     VolumeSource,
     compute_dtype,
-    count_nonfinite,
+    find_nonfinite,
     finite_range,
     iter_volumes,
     warn_nonfinite,
@@ -283,8 +283,8 @@ def stream_rows(
                 observed_range[0] = min(observed_range[0], observed[0])
                 observed_range[1] = max(observed_range[1], observed[1])
             if nonfinite is not None:
-                nonfinite_values += nonfinite[0]
-                nonfinite_voxels |= nonfinite[1]
+                nonfinite_values += int(np.count_nonzero(nonfinite))
+                nonfinite_voxels |= nonfinite
             yield positions, row
     warn_nonfinite(name, nonfinite_voxels, nonfinite_values)
 
@@ -314,25 +314,15 @@ class _VolumeToRow:
                 buffer = np.empty(self.target.shape, dtype=volume.dtype, order="F")
                 self._local.buffer = buffer
             # resampling handles NaN itself (and puts it back): count only, then zero after
-            nonfinite = _nonfinite(volume, zero=False)
+            nonfinite = find_nonfinite(volume, zero=False)
             volume = self._resample(volume, self.affine, self.target.affine,
                                     self.target.shape, interpolation="continuous",
                                     clip=self.clip_range or False, out=buffer)
-            count_nonfinite(volume, None)
+            find_nonfinite(volume)
         else:
-            nonfinite = _nonfinite(volume, zero=True)
+            nonfinite = find_nonfinite(volume)
         if self.sigma is not None and self.needed is not None:
             self._smooth(volume, self.sigma, self.needed)
         row = volume.reshape(-1, order="F").take(self.gather)
         return row, observed, nonfinite
 
-
-def _nonfinite(volume: NDArray, *, zero: bool) -> tuple[int, NDArray[np.bool_]] | None:
-    """None for a finite volume (one fast pass); else the count and where (set to 0 if
-    ``zero``)."""
-    if not count_nonfinite(volume, None, zero=False):
-        return None
-    bad = ~np.isfinite(volume)
-    if zero:
-        volume[bad] = 0
-    return int(bad.sum()), bad
