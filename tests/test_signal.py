@@ -401,3 +401,25 @@ ERRORS = [
 def test_errors(kwargs, error, match):
     with pytest.raises(error, match=match):
         clean(_signals(3), **kwargs)
+
+
+def test_large_jobs_filter_with_scipy_and_give_the_same_bits(monkeypatch, conf):
+    """Above _SCIPY_FILTER_WORK the recursive filter is scipy's; the port gives equal bits."""
+    x = _signals(23)
+    kwargs = dict(low_pass=0.1, high_pass=0.02, t_r=T_R, confounds=conf,
+                  standardize="zscore_sample", sample_mask=SAFE_KEEP)  # fmt: skip
+    flags = []
+    make_plan = core_signal._make_plan
+
+    def spy(*args, **kw):
+        plan = make_plan(*args, **kw)
+        flags.append(plan.scipy_filter)
+        return plan
+
+    monkeypatch.setattr(core_signal, "_make_plan", spy)
+    ported = _ours(x, **kwargs)
+    monkeypatch.setattr(core_signal, "_SCIPY_FILTER_WORK", 0)
+    with_scipy = _ours(x, **kwargs)
+    assert flags == [False, True]
+    assert np.array_equal(ported, with_scipy)
+    assert_close(with_scipy, _nilearn(x, **kwargs))

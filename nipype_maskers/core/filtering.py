@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal as sp_signal
-from scipy.interpolate import CubicSpline
+
+from .butterworth import butter_sos
 
 __all__ = [
     "butterworth_sos",
@@ -93,17 +93,17 @@ def butterworth_sos(
             "Lower high_pass or increase t_r."
         )
     critical: list[float] = []
-    btype = "band"
+    btype = "bandpass"
     if high_pass is not None:
         critical.append(_clamp_to_nyquist("high_pass", float(high_pass), nyq))
-        btype = "high"
+        btype = "highpass"
     if low_pass is not None:
         critical.append(_clamp_to_nyquist("low_pass", float(low_pass), nyq))
-        btype = "low"
+        btype = "lowpass"
     if len(critical) == 2:
-        btype = "band"
-    wn = critical if len(critical) == 2 else critical[0]
-    return sp_signal.butter(N=order, Wn=wn, btype=btype, output="sos", fs=sampling_rate)
+        btype = "bandpass"
+    wn = (critical[0], critical[1]) if len(critical) == 2 else critical[0]
+    return butter_sos(order, wn, btype, sampling_rate)
 
 
 def filtfilt_padding(sos: NDArray, padtype: str | None, padlen: int | None) -> int:
@@ -186,6 +186,10 @@ def spline_weights(
             f"Interpolating censored volumes needs at least 2 kept volumes; sample_mask "
             f"keeps {known.size}."
         )
+    # imported here: scipy.interpolate costs 0.2 s to import, and only censoring with
+    # interpolation needs it
+    from scipy.interpolate import CubicSpline
+
     spline = CubicSpline(
         known.astype(np.float64), np.eye(known.size), extrapolate=extrapolate
     )
