@@ -176,8 +176,11 @@ def scheduler_args(plugin: str, mem_gb: float, n_procs: int = 1) -> dict[str, st
     {'sbatch_args': '--mem=594M --cpus-per-task=1'}
     >>> scheduler_args('SGEGraph', 1.5, 2)
     {'qsub_args': '-l h_vmem=1280M -pe smp 2'}
+    >>> scheduler_args('SLURMGraph', 0.01, 0)
+    {'sbatch_args': '--mem=64M --cpus-per-task=1'}
     """
     megabytes = max(int(-(-mem_gb * 1024 // 1)), 64)
+    n_procs = max(n_procs, 1)  # bookkeeping nodes claim no CPU from MultiProc; a job needs one
     if plugin.startswith("SLURM"):
         return {"sbatch_args": f"--mem={megabytes}M --cpus-per-task={n_procs}"}
     if plugin.startswith("SGE"):

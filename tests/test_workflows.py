@@ -102,6 +102,23 @@ def test_cluster_requests_follow_the_estimates(atlases):
     assert scheduler_args("MultiProc", 2.0) == {}
 
 
+def test_bookkeeping_nodes_claim_no_cpu_from_multiproc_but_one_from_a_cluster(atlases):
+    """MultiProc runs them whenever their inputs exist, even with every slot busy; a job
+    that a graph plugin submits for one still asks for a CPU."""
+    workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
+                               **atlases)
+    nodes = [workflow.get_node(name) for name in workflow.list_node_names()]
+    bookkeeping = {node.name: node for node in nodes if node.run_without_submitting}
+    assert {"merge_outputs", "sidecar_metadata", "merge_timeseries", "merge_regions"} <= set(
+        bookkeeping)
+    assert all(node.n_procs == 0 for node in bookkeeping.values())
+    assert all(node.n_procs >= 1 for node in nodes if not node.run_without_submitting)
+    request_resources(workflow, "SGEGraph")
+    assert bookkeeping["merge_outputs"].plugin_args == {"qsub_args": "-l h_vmem=1088M"}
+    request_resources(workflow, "SLURMGraph")
+    assert "--cpus-per-task=1" in bookkeeping["sidecar_metadata"].plugin_args["sbatch_args"]
+
+
 def test_omp_nthreads_reaches_every_heavy_node(atlases):
     workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
                                omp_nthreads=3, **atlases)

@@ -16,6 +16,7 @@ from nipype_maskers.interfaces.masking import ComputeMask
 from nipype_maskers.resources import estimate_mem_gb
 
 from .denoise import init_confounds_node
+from .nodes import bookkeeping_node
 from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas, init_timeseries_wf
 
 #: nilearn strategies that only censor volumes (they add no confound column)
@@ -243,18 +244,18 @@ def init_maskers_wf(
     fields: dict[tuple[int, str], list] = {}
     for output in outputs:
         fields.setdefault((id(output[0]), output[1]), []).append(output)
-    merge = pe.Node(niu.Merge(len(fields), ravel_inputs=True), name="merge_outputs",
-                    run_without_submitting=True)
+    merge = bookkeeping_node(niu.Merge(len(fields), ravel_inputs=True), "merge_outputs")
     outputs = []
     for position, group in enumerate(fields.values(), start=1):
         workflow.connect(group[0][0], group[0][1], merge, f"in{position}")
         outputs.extend(sorted(group, key=lambda output: output[2].get("_index", 0)))
     static = [{**metadata, **{"Parameters": parameters}} for *_, metadata in outputs]
-    metadata = pe.Node(niu.Function(function=_sidecar_metadata,
-                                    input_names=["static", "t_r", "sample_mask", "n_volumes",
-                                                 "mask_file", "confounds_file", "atlas_files"],
-                                    output_names=["metadata"]),
-                       name="sidecar_metadata", run_without_submitting=True)
+    metadata = bookkeeping_node(
+        niu.Function(function=_sidecar_metadata,
+                     input_names=["static", "t_r", "sample_mask", "n_volumes", "mask_file",
+                                  "confounds_file", "atlas_files"],
+                     output_names=["metadata"]),
+        "sidecar_metadata")
     workflow.connect([
         (inputnode, metadata, [("mask_file", "mask_file"), ("confounds_file", "confounds_file")]),
     ])  # fmt:skip

@@ -15,6 +15,7 @@ from nipype_maskers.interfaces.reports import (
     SummarizeBold,
 )
 
+from .nodes import bookkeeping_node
 from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas
 
 #: Memory of a report node (GB): a run's mean, one 3D volume at a time, a figure; measured
@@ -101,8 +102,7 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
             [f"labels {a.name}" for a in labels] + [f"maps {a.name}" for a in maps]
             + [f"spheres {a.name}" for a in spheres])
     n_reportlets = 2 + 2 * len(atlas_nodes)
-    merge = pe.Node(niu.Merge(n_reportlets), name="merge_reportlets",
-                    run_without_submitting=True)
+    merge = bookkeeping_node(niu.Merge(n_reportlets), "merge_reportlets")
     run_report = pe.Node(RunReport(), name="run_report")
     workflow.connect([
         (inputnode, summarize, [("bold_file", "in_file"), ("mask_file", "mask_file")]),
@@ -122,8 +122,7 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
     if atlas_nodes:
         workflow.connect(inputnode, "timeseries_files", report_signals, "cleaned_files")
     for index, node in enumerate(atlas_nodes):
-        select = pe.Node(niu.Select(index=index), name=f"select_regions_{index}",
-                         run_without_submitting=True)
+        select = bookkeeping_node(niu.Select(index=index), f"select_regions_{index}")
         workflow.connect([
             (inputnode, select, [("regions_files", "inlist")]),
             (select, node, [("out", "regions_file")]),

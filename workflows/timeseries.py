@@ -17,6 +17,8 @@ from nipype_maskers.interfaces.regions import (
 )
 from nipype_maskers.resources import estimate_mem_gb
 
+from .nodes import bookkeeping_node
+
 
 class LabelsAtlas(NamedTuple):
     """A labels atlas: a 3D integer image, with an optional BIDS dseg.tsv look-up table."""
@@ -150,10 +152,8 @@ def init_timeseries_wf(
         name="outputnode")
     outputnode.inputs.atlas_names = [atlas for _, atlas, _ in nodes]
     outputnode.inputs.atlas_kinds = [kind for kind, _, _ in nodes]
-    merge_timeseries = pe.Node(niu.Merge(len(nodes)), name="merge_timeseries",
-                               run_without_submitting=True)
-    merge_regions = pe.Node(niu.Merge(len(nodes)), name="merge_regions",
-                            run_without_submitting=True)
+    merge_timeseries = bookkeeping_node(niu.Merge(len(nodes)), "merge_timeseries")
+    merge_regions = bookkeeping_node(niu.Merge(len(nodes)), "merge_regions")
     for index, (_, _, node) in enumerate(nodes, start=1):
         workflow.connect([
             (inputnode, node, [("bold_file", "in_file"), ("mask_file", "mask_file"),

@@ -1,0 +1,17 @@
+"""Node factories shared by the workflows."""
+
+from __future__ import annotations
+
+from nipype.pipeline import engine as pe
+
+
+def bookkeeping_node(interface, name: str) -> pe.Node:
+    """A node that only passes names and small values on (Merge, Select, sidecar metadata).
+
+    It runs in the scheduler's own process (``run_without_submitting``), claims no CPU
+    (``n_procs=0``) and next to no memory: MultiProc then runs it as soon as its inputs
+    exist, next to the busy workers. With the default claim of one CPU it waited for a free
+    slot, so with both slots busy a finished subject's outputs were merged and written only
+    after the last subject's steps (0.3 s added to the end of a 2-subject run).
+    """
+    return pe.Node(interface, name=name, run_without_submitting=True, n_procs=0, mem_gb=0.01)
