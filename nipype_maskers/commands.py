@@ -64,6 +64,7 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
         Progress,
         count_steps,
         default_omp_nthreads,
+        multiproc_plugin,
         plugin_settings,
         request_resources,
         run_label,
@@ -93,7 +94,7 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     nprocs = getattr(args, "nprocs", None)
     omp_nthreads = getattr(args, "omp_nthreads", None) or default_omp_nthreads(
         plugin, nprocs=nprocs, n_runs=len(runs))
-    limiter = thread_limits_per_node(plugin, omp_nthreads)  # noqa: F841 - kept for the run
+    limiter = thread_limits_per_node(omp_nthreads)  # noqa: F841 - kept for the run
     workflow, names = build_workflow(runs, {**options, "omp_nthreads": omp_nthreads},
                                      output_dir, work_dir)
     request_resources(workflow, plugin)
@@ -109,6 +110,8 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
                                mem_gb=getattr(args, "mem_gb", None), plugin_args=plugin_args,
                                progress=progress)
     wait, runner = None, plugin
+    if plugin == "MultiProc":
+        runner = multiproc_plugin(settings)
     if plugin in ("SLURM", "SGE"):
         from .cluster import batch_plugin
 
