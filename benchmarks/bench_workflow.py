@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -161,12 +162,14 @@ def parallel(args) -> None:
             seconds = run_cli(cli_argv(root, atlases, out, work, *extra, *threads))
             times.setdefault(plugin, []).append(seconds)
     best = {plugin: min(values) for plugin, values in times.items()}
+    median = {plugin: statistics.median(values) for plugin, values in times.items()}
     print(f"\n## MultiProc vs Linear (2 subjects x {args.volumes} volumes, "
-          f"{args.omp_nthreads} thread(s) per node, best of {args.repeat})")
+          f"{args.omp_nthreads} thread(s) per node, {args.repeat} interleaved runs each)")
     for plugin, values in times.items():
-        print(f"{plugin:10s} {best[plugin]:8.1f} s   (runs: "
-              f"{', '.join(f'{v:.1f}' for v in values)})")
-    print(f"-> speed-up x{best['Linear'] / best['MultiProc']:.2f}")
+        print(f"{plugin:10s} best {best[plugin]:6.1f} s, median {median[plugin]:6.1f} s   "
+              f"(runs: {', '.join(f'{v:.1f}' for v in values)})")
+    print(f"-> speed-up x{best['Linear'] / best['MultiProc']:.2f} (best), "
+          f"x{median['Linear'] / median['MultiProc']:.2f} (median)")
 
 
 def tree_rss_mb(pid: int) -> float:
