@@ -64,7 +64,6 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
         Progress,
         count_steps,
         default_omp_nthreads,
-        multiproc_plugin,
         plugin_settings,
         request_resources,
         run_label,
@@ -110,8 +109,6 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
                                mem_gb=getattr(args, "mem_gb", None), plugin_args=plugin_args,
                                progress=progress)
     wait, runner = None, plugin
-    if plugin == "MultiProc":
-        runner = multiproc_plugin(settings)
     if plugin in ("SLURM", "SGE"):
         from .cluster import batch_plugin
 

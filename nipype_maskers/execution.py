@@ -90,31 +90,6 @@ def crash_messages(crash_dir: Path, since: float) -> dict[str, str]:
     return messages
 
 
-class _LargestFirst:
-    """MultiProc's pick among the ready jobs: the largest ``mem_gb`` estimate first.
-
-    Nipype starts ready jobs in graph order ('tsort') or smallest estimate first
-    ('mem_thread'). Our estimates grow with the data a node reads, hence with its run time:
-    starting the longest jobs first keeps every process busy to the end. In graph order, a
-    2 x 300-volume run cleaned both subjects one after the other on one process while the
-    other did the six extractions, then idled for 1.8 s. A ``scheduler`` given in the plugin
-    arguments is Nipype's again.
-    """
-
-    def _sort_jobs(self, jobids, scheduler=None):
-        if scheduler is not None:
-            return super()._sort_jobs(jobids, scheduler=scheduler)
-        return sorted(jobids, key=lambda jobid: -self.procs[jobid].mem_gb)
-
-
-def multiproc_plugin(plugin_args: dict[str, Any]):
-    """Nipype's MultiProc plugin object, starting the largest ready job first."""
-    from nipype.pipeline.plugins import MultiProcPlugin
-
-    cls = type("MultiProcPlugin", (_LargestFirst, MultiProcPlugin), {})
-    return cls(plugin_args=plugin_args)
-
-
 def plugin_settings(plugin: str, *, nprocs: int | None, mem_gb: float | None,
                     plugin_args: dict[str, Any] | None, progress: Progress | None
                     ) -> dict[str, Any]:

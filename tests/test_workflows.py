@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from nipype_maskers.workflows.base import init_maskers_wf
@@ -19,7 +18,6 @@ from nipype_maskers.workflows.timeseries import (
 
 from nipype_maskers.execution import (
     default_omp_nthreads,
-    multiproc_plugin,
     request_resources,
     scheduler_args,
     thread_limits_per_node,
@@ -174,18 +172,6 @@ def test_censoring_only_writes_no_confounds_file(atlases):
                                   confounds_args={"strategy": ["motion", "scrub"]}, **atlases)
     assert {"desc": "confounds", "suffix": "timeseries", "extension": ".tsv"} in \
         with_motion.get_node("write_derivatives").inputs.entities
-
-
-def test_multiproc_starts_the_largest_ready_job_first():
-    plugin = multiproc_plugin({"n_procs": 2})
-    try:
-        plugin.procs = [SimpleNamespace(mem_gb=gb, n_procs=1)
-                        for gb in (0.15, 0.58, 0.01, 0.31, 0.58, 0.18)]
-        assert list(plugin._sort_jobs(list(range(6)))) == [1, 4, 3, 5, 0, 2]  # ties: graph order
-        assert list(plugin._sort_jobs(list(range(6)), scheduler="tsort")) == list(range(6))
-        assert plugin.processors == 2
-    finally:
-        plugin.pool.shutdown()
 
 
 def test_thread_limits_hold_blas_for_every_plugin(monkeypatch):
