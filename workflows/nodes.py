@@ -6,7 +6,8 @@ from nipype.pipeline import engine as pe
 
 
 def bookkeeping_node(interface, name: str) -> pe.Node:
-    """A node that only passes names and small values on (Merge, Select, sidecar metadata).
+    """A node that passes names and small values on (Merge, Select), or hashes a few small
+    input files (the sidecar metadata): no real work.
 
     It runs in the scheduler's own process (``run_without_submitting``), claims no CPU
     (``n_procs=0``) and next to no memory: MultiProc then runs it as soon as its inputs
