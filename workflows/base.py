@@ -16,7 +16,7 @@ from nipype_maskers.interfaces.masking import ComputeMask
 from nipype_maskers.resources import estimate_mem_gb
 
 from .denoise import init_confounds_node
-from .nodes import bookkeeping_node
+from .nodes import bookkeeping_node, heavy_node
 from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas, init_timeseries_wf
 
 #: nilearn strategies that only censor volumes (they add no confound column)
@@ -146,10 +146,9 @@ def init_maskers_wf(
     if mask_strategy == "fmriprep":
         mask_source = (inputnode, "mask_file")
     else:
-        compute_mask = pe.Node(
-            ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {},
-                        num_threads=omp_nthreads),
-            name="compute_mask", n_procs=omp_nthreads, mem_gb=estimate_mem_gb("mask", bold_shape))
+        compute_mask = heavy_node(
+            ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {}),
+            "compute_mask", omp_nthreads, estimate_mem_gb("mask", bold_shape))
         workflow.connect(inputnode, "bold_file", compute_mask, "in_file")
         mask_source = (compute_mask, "mask_file")
         outputs.append((compute_mask, "mask_file", {"desc": "brain", "suffix": "mask",
@@ -171,9 +170,8 @@ def init_maskers_wf(
 
     t_r_source = None
     if denoised_bold:
-        clean_image = pe.Node(CleanImage(**(clean_args or {}), num_threads=omp_nthreads),
-                              name="clean_image", n_procs=omp_nthreads,
-                              mem_gb=estimate_mem_gb("clean_image", bold_shape))
+        clean_image = heavy_node(CleanImage(**(clean_args or {})), "clean_image", omp_nthreads,
+                                 estimate_mem_gb("clean_image", bold_shape))
         workflow.connect([
             (inputnode, clean_image, [("bold_file", "in_file")]),
             (mask_source[0], clean_image, [(mask_source[1], "mask_file")]),

@@ -11,6 +11,8 @@ from nipype.pipeline import engine as pe
 from nipype_maskers.interfaces.cleaning import CleanImage, LoadConfounds
 from nipype_maskers.resources import estimate_mem_gb
 
+from .nodes import heavy_node
+
 
 def init_confounds_node(*, denoise_strategy: str | None = "simple",
                         confounds_args: dict[str, Any] | None = None,
@@ -77,9 +79,8 @@ def init_denoise_wf(*, denoise_strategy: str | None = "simple",
         name="outputnode")
     load_confounds = init_confounds_node(denoise_strategy=denoise_strategy,
                                          confounds_args=confounds_args)
-    clean_image = pe.Node(CleanImage(**(clean_args or {}), num_threads=omp_nthreads),
-                          name="clean_image", n_procs=omp_nthreads,
-                          mem_gb=estimate_mem_gb("clean_image", bold_shape))
+    clean_image = heavy_node(CleanImage(**(clean_args or {})), "clean_image", omp_nthreads,
+                             estimate_mem_gb("clean_image", bold_shape))
     workflow.connect([
         (inputnode, load_confounds, [("confounds_file", "confounds_file")]),
         (inputnode, clean_image, [("bold_file", "in_file"), ("mask_file", "mask_file")]),

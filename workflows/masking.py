@@ -9,6 +9,8 @@ from nipype.pipeline import engine as pe
 
 from nipype_maskers.interfaces.masking import ComputeMask, NiftiMasker, Unmask
 
+from .nodes import heavy_node
+
 
 def init_mask_wf(*, mask_strategy: str = "epi", mask_args: dict[str, Any] | None = None,
                  omp_nthreads: int = 1, name: str = "mask_wf") -> pe.Workflow:
@@ -45,11 +47,9 @@ def init_mask_wf(*, mask_strategy: str = "epi", mask_args: dict[str, Any] | None
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["in_file"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["mask_file"]), name="outputnode")
-    compute_mask = pe.Node(
-        ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {},
-                    num_threads=omp_nthreads),
-        name="compute_mask", n_procs=omp_nthreads,
-    )
+    compute_mask = heavy_node(
+        ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {}), "compute_mask",
+        omp_nthreads)
     workflow.connect([
         (inputnode, compute_mask, [("in_file", "in_file")]),
         (compute_mask, outputnode, [("mask_file", "mask_file")]),
@@ -100,10 +100,10 @@ def init_voxel_signals_wf(*, mask_strategy: str = "epi", smoothing_fwhm: float |
         name="outputnode",
     )
     mask_wf = init_mask_wf(mask_strategy=mask_strategy, omp_nthreads=omp_nthreads)
-    masker = NiftiMasker(num_threads=omp_nthreads)
+    masker = NiftiMasker()
     if smoothing_fwhm:
         masker.inputs.smoothing_fwhm = float(smoothing_fwhm)
-    nifti_masker = pe.Node(masker, name="nifti_masker", n_procs=omp_nthreads)
+    nifti_masker = heavy_node(masker, "nifti_masker", omp_nthreads)
     unmask = pe.Node(Unmask(), name="unmask")
     workflow.connect([
         (inputnode, mask_wf, [("in_file", "inputnode.in_file")]),

@@ -16,3 +16,11 @@ def bookkeeping_node(interface, name: str) -> pe.Node:
     after the last subject's steps (0.3 s added to the end of a 2-subject run).
     """
     return pe.Node(interface, name=name, run_without_submitting=True, n_procs=0, mem_gb=0.01)
+
+
+def heavy_node(interface, name: str, omp_nthreads: int, mem_gb: float | None = None
+               ) -> pe.Node:
+    """A node that reads the data: it claims ``omp_nthreads`` CPUs (``n_procs``, which
+    Nipype also sets as the interface's ``num_threads``) and ``mem_gb`` when estimated."""
+    extra = {} if mem_gb is None else {"mem_gb": mem_gb}
+    return pe.Node(interface, name=name, n_procs=omp_nthreads, **extra)

@@ -17,7 +17,7 @@ from nipype_maskers.interfaces.regions import (
 )
 from nipype_maskers.resources import estimate_mem_gb
 
-from .nodes import bookkeeping_node
+from .nodes import bookkeeping_node, heavy_node
 
 
 class LabelsAtlas(NamedTuple):
@@ -45,11 +45,6 @@ class SpheresAtlas(NamedTuple):
     radius: float | None = None
 
 
-def _node(interface, name: str, mem_gb: float, omp_nthreads: int) -> pe.Node:
-    interface.inputs.num_threads = omp_nthreads
-    return pe.Node(interface, name=name, mem_gb=mem_gb, n_procs=omp_nthreads)
-
-
 def extraction_nodes(
     *, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
     spheres: Sequence[SpheresAtlas] = (), clean_args: dict[str, Any] | None = None,
@@ -65,25 +60,25 @@ def extraction_nodes(
         interface = NiftiLabelsMasker(labels_file=str(atlas.labels_file), **common)
         if atlas.lut_file:
             interface.inputs.lut_file = str(atlas.lut_file)
-        nodes.append(("labels", atlas.name, _node(
-            interface, f"labels_{atlas.name}", estimate_mem_gb("labels", bold_shape),
-            omp_nthreads)))
+        nodes.append(("labels", atlas.name, heavy_node(
+            interface, f"labels_{atlas.name}", omp_nthreads,
+            estimate_mem_gb("labels", bold_shape))))
     for atlas in maps:
         interface = NiftiMapsMasker(maps_file=str(atlas.maps_file), **common)
         if atlas.lut_file:
             # one name per map, in the order of the table's index (= the volumes' order)
             table = read_lut(atlas.lut_file)
             interface.inputs.labels = [table[index] for index in sorted(table)]
-        nodes.append(("maps", atlas.name, _node(
-            interface, f"maps_{atlas.name}",
-            estimate_mem_gb("maps", bold_shape, n_maps=atlas.n_maps), omp_nthreads)))
+        nodes.append(("maps", atlas.name, heavy_node(
+            interface, f"maps_{atlas.name}", omp_nthreads,
+            estimate_mem_gb("maps", bold_shape, n_maps=atlas.n_maps))))
     for atlas in spheres:
         interface = NiftiSpheresMasker(seeds_file=str(atlas.seeds_file), **common)
         if atlas.radius:
             interface.inputs.radius = float(atlas.radius)
-        nodes.append(("spheres", atlas.name, _node(
-            interface, f"spheres_{atlas.name}", estimate_mem_gb("spheres", bold_shape),
-            omp_nthreads)))
+        nodes.append(("spheres", atlas.name, heavy_node(
+            interface, f"spheres_{atlas.name}", omp_nthreads,
+            estimate_mem_gb("spheres", bold_shape))))
     return nodes
 
 

@@ -27,7 +27,7 @@ class MaskersInputSpec(BaseInterfaceInputSpec):
 
 class ThreadsSpecMixin(traits.HasTraits):
     """``num_threads``: the CPUs a node may keep busy (NiPreps' name; not part of the hash,
-    so changing it reuses cached results). Give the node the same ``n_procs``."""
+    so changing it reuses cached results). A Nipype node's ``n_procs`` sets it."""
 
     num_threads = traits.Int(
         1, usedefault=True, nohash=True,
