@@ -234,11 +234,11 @@ def memory(args) -> None:
         runtime = getattr(result, "runtime", None)
         measured = getattr(runtime, "mem_peak_gb", None)
         node = path.parent.name
-        if measured is None or node in seen or node.startswith(("merge", "select")):
+        if measured is None or node in seen:
             continue
         seen.add(node)
         node_object = loadpkl(path.parent / "_node.pklz")
-        if node_object.run_without_submitting:  # runs inside the scheduler's own process
+        if node_object.run_without_submitting:  # merges etc.: inside the scheduler's process
             continue
         estimate = node_object.mem_gb
         ratio = max(estimate, measured) / max(min(estimate, measured), 1e-3)
@@ -256,7 +256,8 @@ def main() -> None:
     parser.add_argument("--omp-nthreads", type=int, default=1,
                         help="threads per step, for the script and the workflow alike "
                         "(default 1: the setting under which MultiProc's scaling is measured)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per case, best reported")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per case, interleaved; best (and median) reported")
     args = parser.parse_args()
     defaults = {"overhead": (100, 2), "parallel": (100, 2), "memory": (300, 8)}[args.case]
     args.volumes = args.volumes or defaults[0]
