@@ -39,7 +39,7 @@ def epi_mask(path) -> str:
     if not mask.exists():
         import nibabel as nib
 
-        from nipype_maskers.core.masking import compute_mask
+        from nipype_maskers.core.spatial.masking import compute_mask
 
         print(f"  computing {mask.name} ...", flush=True)
         nib.save(compute_mask(str(path), "epi"), mask)
@@ -89,7 +89,7 @@ def main() -> None:
             signals = masker.fit_transform({str(path)!r}, confounds=confounds)
             """) + SAVE.format(out=str(theirs_out)))))
     rows.append((ours_label, timed(
-        setup + "from nipype_maskers.core.nifti_masker import mask_volumes\n",
+        setup + "from nipype_maskers.core.voxels.masker import mask_volumes\n",
         dedent(f"""
         signals = mask_volumes({str(path)!r}, {mask!r}, smoothing_fwhm={FWHM},
                                clean_args=dict({CLEAN!r}, confounds=confounds)).signals

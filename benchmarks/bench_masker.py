@@ -17,7 +17,7 @@ import shutil
 from common import bold_file, report, run_case, time_command
 
 NILEARN = "from nilearn.maskers import NiftiMasker; import nibabel as nib"
-OURS = "from nipype_maskers.core.nifti_masker import mask_volumes"
+OURS = "from nipype_maskers.core.voxels.masker import mask_volumes"
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ N_MAPS = 64
 
 def _brain() -> tuple[np.ndarray, np.ndarray]:
     """The MNI 2 mm brain (as in ``synthetic_bold``) and the grid's affine."""
-    from nipype_maskers.demo_data import MNI_2MM_AFFINE, template_on_grid
+    from nipype_maskers.demo.data import MNI_2MM_AFFINE, template_on_grid
 
     return template_on_grid() > 0.2, MNI_2MM_AFFINE
 
@@ -93,8 +93,8 @@ def maps_atlas(n_maps: int = N_MAPS, seed: int = 0, sigma_mm: float = 10.0) -> s
 # The three maskers, as (nilearn setup, nilearn body, ours setup, ours body); bodies set
 # ``signals`` from the data ``{img}`` and the atlas ``{atlas}``.
 NILEARN_SETUP = "import numpy as np\nfrom nilearn.maskers import {cls}\n"
-OURS_SETUP = ("import numpy as np\nfrom nipype_maskers.core.region_maskers import {fn}\n"
-              "from nipype_maskers.core.spheres import read_seeds\n")
+OURS_SETUP = ("import numpy as np\nfrom nipype_maskers.core.regions.maskers import {fn}\n"
+              "from nipype_maskers.core.regions.spheres import read_seeds\n")
 CASES = {
     "labels": ("NiftiLabelsMasker",
                "signals = NiftiLabelsMasker({atlas!r}, strategy='mean').fit_transform({img!r})",
@@ -105,7 +105,7 @@ CASES = {
              "maps_masker",
              "signals = maps_masker({img!r}, {atlas!r}).signals"),
     "spheres": ("NiftiSpheresMasker",
-                "from nipype_maskers.core.spheres import read_seeds\n"
+                "from nipype_maskers.core.regions.spheres import read_seeds\n"
                 "seeds = [tuple(s) for s in read_seeds({atlas!r})[0]]\n"
                 f"signals = NiftiSpheresMasker(seeds, radius={RADIUS}).fit_transform({{img!r}})",
                 "spheres_masker",

@@ -30,7 +30,8 @@ def inputs(n_volumes: int) -> dict:
     """The run, its mask, confounds, sample mask, FD table and the demo atlases (cached)."""
     import nibabel as nib
 
-    from nipype_maskers.demo_data import MNI_2MM_AFFINE, anatomy, write_demo_atlases
+    from nipype_maskers.demo.atlases import write_demo_atlases
+    from nipype_maskers.demo.data import MNI_2MM_AFFINE, anatomy
 
     bold = bold_file(n_volumes)
     mask = DATA_DIR / "report_brain_mask.nii.gz"
@@ -60,8 +61,8 @@ def inputs(n_volumes: int) -> dict:
 SETUP = """
 import os, tempfile
 import numpy as np
-from nipype_maskers.core import region_maskers
-from nipype_maskers.core.spheres import read_seeds
+from nipype_maskers.core.regions import maskers as region_maskers
+from nipype_maskers.core.regions.spheres import read_seeds
 paths = {paths!r}
 work = tempfile.mkdtemp(prefix="bench_reports_")
 os.chdir(work)

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent
 
 def dataset(n_volumes: int, n_subjects: int) -> tuple[Path, object]:
     """The demo's fMRIPrep-like dataset and atlases at this size (built once)."""
-    from nipype_maskers.demo_data import write_demo_atlases, write_fmriprep_dataset
+    from nipype_maskers.demo.atlases import write_demo_atlases
+    from nipype_maskers.demo.fmriprep import write_fmriprep_dataset
 
     root = DATA_DIR / f"fmriprep_{n_subjects}x{n_volumes}"
     subjects = tuple(f"{i + 1:02d}" for i in range(n_subjects))
@@ -72,11 +73,11 @@ import json, warnings
 warnings.simplefilter('ignore')
 from pathlib import Path
 from nipype_maskers.bids import find_fmriprep_runs
-from nipype_maskers.core.fmriprep_confounds import load_confounds_strategy
-from nipype_maskers.core.image_cleaning import clean_masked, unmasked_volumes
-from nipype_maskers.core.label_names import read_lut
-from nipype_maskers.core.region_maskers import labels_masker, maps_masker, spheres_masker
-from nipype_maskers.core.spheres import read_seeds
+from nipype_maskers.core.confounds.strategies import load_confounds_strategy
+from nipype_maskers.core.voxels.cleaning import clean_masked, unmasked_volumes
+from nipype_maskers.core.regions.label_names import read_lut
+from nipype_maskers.core.regions.maskers import labels_masker, maps_masker, spheres_masker
+from nipype_maskers.core.regions.spheres import read_seeds
 from nipype_maskers.interfaces.io import format_tsv, save_nifti_volumes, save_text
 out = Path({str(out)!r})
 out.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ def bold_file(n_volumes: int, *, dtype: str = "float32", compressed: bool = True
     import nibabel as nib
     import numpy as np
 
-    from nipype_maskers.demo_data import synthetic_bold
+    from nipype_maskers.demo.data import synthetic_bold
 
     ext = ".nii.gz" if compressed else ".nii"
     path = DATA_DIR / f"bold_{n_volumes}_{dtype}_seed{seed}{ext}"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from nipype_maskers.core.butterworth import butter_sos, sosfilt_zi, sosfiltfilt
+from nipype_maskers.core.signal.butterworth import butter_sos, sosfilt_zi, sosfiltfilt
 
 SAMPLING_RATES = (0.5, 1 / 0.72, 1 / 2.5, 1.0, 10.0)
 
@@ -98,7 +98,7 @@ def test_cleaning_with_a_filter_does_not_import_scipy_signal(tmp_path):
     code = (
         "import sys, numpy as np\n"
         "import nipype_maskers.workflows, nipype_maskers.cli\n"
-        "from nipype_maskers.core.signal import clean\n"
+        "from nipype_maskers.core.signal.cleaning import clean\n"
         "x = np.random.default_rng(0).standard_normal((80, 500))\n"
         "clean(x, t_r=2.0, low_pass=0.1, high_pass=0.01, standardize='zscore_sample')\n"
         "clean(x[:, :20], t_r=2.0, low_pass=0.1, detrend=True)\n"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from synthetic import make_epi, oblique_affine
 
-from nipype_maskers.cli import atlas_name, main
+from nipype_maskers.cli import main
+from nipype_maskers.cli.parser import atlas_name
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ def test_atlas_names_are_safe(tmp_path):
 def test_the_program_exits_with_mains_code(monkeypatch):
     import gc
 
-    from nipype_maskers import cli
+    from nipype_maskers.cli import program as cli
 
     monkeypatch.setattr(cli, "main", lambda: 3)
     try:

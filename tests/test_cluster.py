@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from synthetic import write_fmriprep_tree
 
-from nipype_maskers import cluster
-from nipype_maskers.execution import scheduler_args
+from nipype_maskers.cli import cluster
+from nipype_maskers.cli.execution import scheduler_args
 
 HERE = Path(__file__).parent
 SGE_ENV = {"SGE_ROOT": "/var/lib/gridengine", "SGE_CELL": "default"}
@@ -90,8 +90,8 @@ def _run(root: Path, name: str, plugin: str, *extra: str, timeout: float = 240):
 
 def _node_requests(root: Path, plugin: str) -> dict[str, str]:
     from nipype_maskers.bids import find_fmriprep_runs
-    from nipype_maskers.cli import build_parsers, processing_options
-    from nipype_maskers.commands import build_workflow
+    from nipype_maskers.cli.commands import build_workflow
+    from nipype_maskers.cli.parser import build_parsers, processing_options
 
     args = build_parsers()["participant"].parse_args(_argv(root, "x", plugin))
     runs = find_fmriprep_runs(root / "fmriprep")
@@ -269,7 +269,7 @@ def test_only_first_failures_are_reported(tmp_path):
     from nipype_maskers.workflows.timeseries import LabelsAtlas
 
     from nipype_maskers.bids import find_fmriprep_runs
-    from nipype_maskers.commands import build_workflow
+    from nipype_maskers.cli.commands import build_workflow
 
     write_fmriprep_tree(tmp_path / "fmriprep", subjects=("01",))
     runs = find_fmriprep_runs(tmp_path / "fmriprep")

@@ -22,17 +22,19 @@ from nilearn.interfaces.fmriprep import load_confounds_strategy as nl_load_confo
 from nilearn.interfaces.fmriprep.load_confounds_scrub import optimize_scrub
 from nilearn.interfaces.fmriprep.load_confounds_utils import _get_file_name
 
-from nipype_maskers.core.confounds import (
+from nipype_maskers.core.confounds.files import (
     NA_VALUES,
     MissingConfoundsError,
     check_bold_file,
     find_confounds_file,
     find_tedana_files,
-    load_confounds,
-    load_confounds_strategy,
     read_confounds_table,
 )
-from nipype_maskers.core.fmriprep_confounds import _scrub_flags
+from nipype_maskers.core.confounds.strategies import (
+    _scrub_flags,
+    load_confounds,
+    load_confounds_strategy,
+)
 
 NILEARN = Path(nilearn.__file__).parent
 FMRIPREP_DATA = NILEARN / "interfaces" / "fmriprep" / "data"

@@ -19,13 +19,15 @@ from nilearn.interfaces.fmriprep import load_confounds_strategy as nl_load_confo
 from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
 from scipy.spatial.distance import pdist
 
-from nipype_maskers import demo_data, demo_fmriprep
-from nipype_maskers.core import masking
-from nipype_maskers.core.fmriprep_confounds import load_confounds, load_confounds_strategy
-from nipype_maskers.core.label_names import read_lut
-from nipype_maskers.core.spheres import read_seeds
-from nipype_maskers.demo_atlases import DEMO_SEEDS
-from nipype_maskers.demo_confounds import framewise_displacement
+from nipype_maskers.core.confounds.strategies import load_confounds, load_confounds_strategy
+from nipype_maskers.core.regions.label_names import read_lut
+from nipype_maskers.core.regions.spheres import read_seeds
+from nipype_maskers.core.spatial import masking
+from nipype_maskers.demo import atlases as demo_atlases
+from nipype_maskers.demo import data as demo_data
+from nipype_maskers.demo import fmriprep as demo_fmriprep
+from nipype_maskers.demo.atlases import DEMO_SEEDS
+from nipype_maskers.demo.confounds import framewise_displacement
 
 SHAPE = (49, 58, 49)
 AFFINE = demo_data.MNI_2MM_AFFINE.copy()
@@ -37,13 +39,13 @@ GRID = {"shape": SHAPE, "affine": AFFINE}
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "fmriprep"
-    bold_files = demo_data.write_fmriprep_dataset(root, n_volumes=N_VOLUMES, t_r=T_R, **GRID)
+    bold_files = demo_fmriprep.write_fmriprep_dataset(root, n_volumes=N_VOLUMES, t_r=T_R, **GRID)
     return root, bold_files
 
 
 @pytest.fixture(scope="module")
 def atlases(tmp_path_factory):
-    return demo_data.write_demo_atlases(tmp_path_factory.mktemp("atlases"), **GRID)
+    return demo_atlases.write_demo_atlases(tmp_path_factory.mktemp("atlases"), **GRID)
 
 
 def _table(path):
@@ -247,7 +249,7 @@ def test_load_confounds_matches_nilearn(dataset, kwargs):
 
 
 def test_ica_aroma_basic_columns(tmp_path):
-    bold = demo_data.write_fmriprep_dataset(tmp_path, subjects=["03"], n_volumes=12,
+    bold = demo_fmriprep.write_fmriprep_dataset(tmp_path, subjects=["03"], n_volumes=12,
                                             ica_aroma=True, **GRID)[0]  # fmt: skip
     confounds = bold.with_name("sub-03_task-rest_desc-confounds_timeseries.tsv")
     kwargs = {"strategy": ["ica_aroma", "motion"], "ica_aroma": "basic", "motion": "basic"}
@@ -262,9 +264,9 @@ def test_ica_aroma_basic_columns(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_deterministic_and_seeded(tmp_path):
     kwargs = {"subjects": ["01"], "n_volumes": 6, **GRID}
-    demo_data.write_fmriprep_dataset(tmp_path / "a", **kwargs)
-    demo_data.write_fmriprep_dataset(tmp_path / "b", **kwargs)
-    demo_data.write_fmriprep_dataset(tmp_path / "c", seed=1, **kwargs)
+    demo_fmriprep.write_fmriprep_dataset(tmp_path / "a", **kwargs)
+    demo_fmriprep.write_fmriprep_dataset(tmp_path / "b", **kwargs)
+    demo_fmriprep.write_fmriprep_dataset(tmp_path / "c", seed=1, **kwargs)
     names = _files(tmp_path / "a")
     assert names == _files(tmp_path / "b") == _files(tmp_path / "c")
     for name in names:  # byte for byte, gzip streams included
@@ -276,22 +278,22 @@ def test_deterministic_and_seeded(tmp_path):
 
 def test_rerun_rewrites_nothing_then_only_what_is_missing(tmp_path):
     kwargs = {"subjects": ["01", "02"], "n_volumes": 6, **GRID}
-    demo_data.write_fmriprep_dataset(tmp_path, **kwargs)
+    demo_fmriprep.write_fmriprep_dataset(tmp_path, **kwargs)
     before = _snapshot(tmp_path)
     confounds = tmp_path / "sub-02/func/sub-02_task-rest_desc-confounds_timeseries.tsv"
     content = confounds.read_bytes()
-    demo_data.write_fmriprep_dataset(tmp_path, **kwargs)
+    demo_fmriprep.write_fmriprep_dataset(tmp_path, **kwargs)
     assert _snapshot(tmp_path) == before
 
     confounds.unlink()
-    demo_data.write_fmriprep_dataset(tmp_path, **kwargs)
+    demo_fmriprep.write_fmriprep_dataset(tmp_path, **kwargs)
     after = _snapshot(tmp_path)
     assert confounds.read_bytes() == content
     changed = {name for name in after if after[name] != before.get(name)}
     assert changed == {"sub-02/func/sub-02_task-rest_desc-confounds_timeseries.tsv"}
 
     # Other parameters: the BOLD files are rebuilt.
-    demo_data.write_fmriprep_dataset(tmp_path, **{**kwargs, "n_volumes": 7})
+    demo_fmriprep.write_fmriprep_dataset(tmp_path, **{**kwargs, "n_volumes": 7})
     assert nib.load(tmp_path / "sub-01/func/sub-01_task-rest_space-MNI152NLin2009cAsym"
                     "_desc-preproc_bold.nii.gz").shape[-1] == 7  # fmt: skip
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary file left behind
@@ -332,11 +334,11 @@ def test_write_nifti_without_isal(tmp_path, monkeypatch):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="subjects"):
-        demo_data.write_fmriprep_dataset(tmp_path, subjects=["01", "01"], **GRID)
+        demo_fmriprep.write_fmriprep_dataset(tmp_path, subjects=["01", "01"], **GRID)
     with pytest.raises(ValueError, match="subjects"):
-        demo_data.write_fmriprep_dataset(tmp_path, subjects=["0-1"], **GRID)
+        demo_fmriprep.write_fmriprep_dataset(tmp_path, subjects=["0-1"], **GRID)
     with pytest.raises(ValueError, match="n_volumes must be an integer >= n_dummy"):
-        demo_data.write_fmriprep_dataset(tmp_path, n_volumes=4, n_dummy=2, **GRID)
+        demo_fmriprep.write_fmriprep_dataset(tmp_path, n_volumes=4, n_dummy=2, **GRID)
     with pytest.raises(ValueError, match="n_volumes"):
         demo_data.simulate_run(1, **GRID)
     with pytest.raises(ValueError, match="axis-aligned"):
@@ -405,8 +407,8 @@ def test_atlases_work_with_nilearn_maskers(dataset, atlases):
 
 
 def test_atlases_rerun_rewrites_nothing(tmp_path):
-    demo_data.write_demo_atlases(tmp_path, **GRID)
+    demo_atlases.write_demo_atlases(tmp_path, **GRID)
     before = _snapshot(tmp_path)
-    again = demo_data.write_demo_atlases(tmp_path, **GRID)
+    again = demo_atlases.write_demo_atlases(tmp_path, **GRID)
     assert _snapshot(tmp_path) == before
-    assert isinstance(again, demo_data.DemoAtlases) and len(again.maps_names) == 16
+    assert isinstance(again, demo_atlases.DemoAtlases) and len(again.maps_names) == 16

@@ -16,8 +16,9 @@ from nilearn import masking as nl_masking
 from nilearn.maskers import NiftiMasker
 from synthetic import make_epi
 
-from nipype_maskers.core import masking, nifti_masker
-from nipype_maskers.demo_data import MNI_2MM_AFFINE, template_on_grid
+from nipype_maskers.core.spatial import masking
+from nipype_maskers.core.voxels import masker as nifti_masker
+from nipype_maskers.demo.data import MNI_2MM_AFFINE, template_on_grid
 
 
 def _nilearn_rows(path, **kwargs):
@@ -130,7 +131,7 @@ def test_template_mask_of_several_runs_uses_the_first(mni_like_file):
 
 
 def test_template_masker_reads_no_data(mni_like_file, monkeypatch):
-    from nipype_maskers.core import image
+    from nipype_maskers.core.io import images as image
 
     opened = []
     real_open = image._open_stream

@@ -30,7 +30,7 @@ from nilearn.maskers import NiftiMasker as NilearnMasker
 from nipype.pipeline import engine as pe
 from synthetic import oblique_affine
 
-from nipype_maskers.core import image_cleaning
+from nipype_maskers.core.voxels import cleaning as image_cleaning
 from nipype_maskers.interfaces.base import read_sample_mask
 from nipype_maskers.interfaces.cleaning import CleanImage, CleanSignals, LoadConfounds
 

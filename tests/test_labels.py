@@ -1,4 +1,4 @@
-"""nipype_maskers.core.labels against nilearn 0.14.1 on the same arrays.
+"""nipype_maskers.core.regions.labels against nilearn 0.14.1 on the same arrays.
 
 Tolerances: float64 input rtol 1e-10 (only the float64 summation order differs); float32 input
 rtol 1e-5, atol 1e-6 (nilearn also accumulates in float64, then casts); integer results, voxel
@@ -14,7 +14,7 @@ import pytest
 from nilearn.maskers import NiftiLabelsMasker
 from nilearn.regions import img_to_signals_labels, signals_to_img_labels
 
-from nipype_maskers.core.labels import (
+from nipype_maskers.core.regions.labels import (
     STRATEGIES,
     LabelRegions,
     labels_signals,

@@ -1,4 +1,4 @@
-"""nipype_maskers.core.maps against nilearn 0.14.1 (img_to_signals_maps, NiftiMapsMasker).
+"""nipype_maskers.core.regions.maps against nilearn 0.14.1 (img_to_signals_maps, NiftiMapsMasker).
 
 Tolerances: float64 maps and data, ``rtol=1e-8`` with ``atol=1e-8 * max|ref|`` (nilearn uses
 ``lstsq`` (SVD) on every call, we use a pseudo-inverse from the Gram matrix computed once: the
@@ -17,8 +17,8 @@ import scipy.linalg
 from nilearn.maskers import NiftiMapsMasker
 from nilearn.regions import img_to_signals_maps, signals_to_img_maps
 
-from nipype_maskers.core import maps as maps_mod
-from nipype_maskers.core.maps import (
+from nipype_maskers.core.regions import maps as maps_mod
+from nipype_maskers.core.regions.maps import (
     MapsRegions,
     maps_signals,
     prepare_maps,

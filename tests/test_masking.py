@@ -13,8 +13,8 @@ import pytest
 from nilearn import masking as nl_masking
 from synthetic import make_epi, oblique_affine
 
-from nipype_maskers.core import masking
-from nipype_maskers.core.image import ImageError
+from nipype_maskers.core.io.images import ImageError
+from nipype_maskers.core.spatial import masking
 
 
 def _same_mask(ours, theirs):

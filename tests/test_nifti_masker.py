@@ -17,9 +17,10 @@ from nilearn.image import index_img
 from nilearn.maskers import NiftiMasker
 from synthetic import make_epi, oblique_affine
 
-from nipype_maskers.core import image, nifti_masker
-from nipype_maskers.core.image import ImageError
-from nipype_maskers.core.masking import MaskError
+from nipype_maskers.core.io import images as image
+from nipype_maskers.core.io.images import ImageError
+from nipype_maskers.core.spatial.masking import MaskError
+from nipype_maskers.core.voxels import masker as nifti_masker
 
 
 def _nilearn(path, **kwargs):

@@ -1,4 +1,4 @@
-"""nipype_maskers.core.resampling against nilearn.image.resample_img / resample_to_img.
+"""nipype_maskers.core.spatial.resampling against nilearn.image.resample_img / resample_to_img.
 
 Unless a test says otherwise, the comparison is **exact**: same dtype, same shape, same affine
 and bit-identical values (NaN compared equal), because the same scipy calls are made in the
@@ -15,7 +15,7 @@ import pytest
 from nilearn import image as nli
 from nilearn.image.resampling import BoundingBoxError as NilearnBoundingBoxError
 
-from nipype_maskers.core.resampling import (
+from nipype_maskers.core.spatial.resampling import (
     BoundingBoxError,
     resample_img,
     resample_to_img,

@@ -139,7 +139,7 @@ def test_nipype_provenance_works_on_our_workflows(tree):
     from nipype_maskers.workflows.timeseries import LabelsAtlas
 
     from nipype_maskers.bids import find_fmriprep_runs
-    from nipype_maskers.commands import build_workflow
+    from nipype_maskers.cli.commands import build_workflow
 
     runs = find_fmriprep_runs(tree / "fmriprep", participant_label=["01"])
     options = {"mask_strategy": "epi", "denoise_strategy": None, "clean_args": {},

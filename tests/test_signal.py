@@ -14,8 +14,8 @@ import pytest
 from nilearn import signal as nsignal
 from scipy.interpolate import CubicSpline
 
-from nipype_maskers.core import signal as core_signal
-from nipype_maskers.core.signal import AllVolumesRemovedError, clean
+from nipype_maskers.core.signal import cleaning as core_signal
+from nipype_maskers.core.signal.cleaning import AllVolumesRemovedError, clean
 
 N = 97  # volumes
 T_R = 2.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from nilearn.image import smooth_img
 
-from nipype_maskers.core.smoothing import check_fwhm, fwhm_to_sigma, smooth_volume
+from nipype_maskers.core.spatial.smoothing import check_fwhm, fwhm_to_sigma, smooth_volume
 
 
 @pytest.mark.parametrize("fwhm", [4.0, [3.0, 0.0, 6.0]])

@@ -1,4 +1,4 @@
-"""nipype_maskers.core.spheres against nilearn 0.14.1 (NiftiSpheresMasker).
+"""nipype_maskers.core.regions.spheres against nilearn 0.14.1 (NiftiSpheresMasker).
 
 The sphere voxel sets are compared *exactly* with nilearn's own adjacency
 (``apply_mask_and_get_affinity``); the signals (means of the same voxels, float64) with
@@ -19,7 +19,7 @@ from nilearn.datasets import fetch_coords_dosenbach_2010, fetch_coords_power_201
 from nilearn.maskers import NiftiSpheresMasker
 from nilearn.maskers.nifti_spheres_masker import apply_mask_and_get_affinity
 
-from nipype_maskers.core.spheres import (
+from nipype_maskers.core.regions.spheres import (
     SphereRegions,
     prepare_spheres,
     read_seeds,

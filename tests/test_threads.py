@@ -10,9 +10,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nipype_maskers.core import image, nifti_masker, region_maskers, streaming
-from nipype_maskers.core.image import ImageError, load_img
-from nipype_maskers.core.streaming import check_threads
+from nipype_maskers.core.io import images as image
+from nipype_maskers.core.io import streaming
+from nipype_maskers.core.io.images import ImageError, load_img
+from nipype_maskers.core.io.streaming import check_threads
+from nipype_maskers.core.regions import maskers as region_maskers
+from nipype_maskers.core.voxels import masker as nifti_masker
 
 
 def _rows(path, n_threads, indices, fn=lambda v: v.sum(dtype=np.float64)):

@@ -9,6 +9,7 @@ import pytest
 from nipype_maskers.workflows.base import init_maskers_wf
 from nipype_maskers.workflows.denoise import init_denoise_wf
 from nipype_maskers.workflows.masking import init_mask_wf, init_voxel_signals_wf
+from nipype_maskers.workflows.resources import estimate_mem_gb
 from nipype_maskers.workflows.timeseries import (
     LabelsAtlas,
     MapsAtlas,
@@ -16,13 +17,12 @@ from nipype_maskers.workflows.timeseries import (
     init_timeseries_wf,
 )
 
-from nipype_maskers.execution import (
+from nipype_maskers.cli.execution import (
     default_omp_nthreads,
     request_resources,
     scheduler_args,
     thread_limits_per_node,
 )
-from nipype_maskers.resources import estimate_mem_gb
 
 SHAPE = (97, 115, 97, 300)
 

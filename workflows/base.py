@@ -13,10 +13,10 @@ from nipype_maskers import __version__
 from nipype_maskers.interfaces.bids import WriteDerivatives
 from nipype_maskers.interfaces.cleaning import CleanImage
 from nipype_maskers.interfaces.masking import ComputeMask
-from nipype_maskers.resources import estimate_mem_gb
 
 from .denoise import init_confounds_node
 from .nodes import bookkeeping_node, heavy_node
+from .resources import estimate_mem_gb
 from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas, init_timeseries_wf
 
 #: nilearn strategies that only censor volumes (they add no confound column)

@@ -9,9 +9,9 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from nipype_maskers.interfaces.cleaning import CleanImage, LoadConfounds
-from nipype_maskers.resources import estimate_mem_gb
 
 from .nodes import heavy_node
+from .resources import estimate_mem_gb
 
 
 def init_confounds_node(*, denoise_strategy: str | None = "simple",

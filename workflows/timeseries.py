@@ -9,15 +9,15 @@ from typing import Any, NamedTuple
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from nipype_maskers.core.label_names import read_lut
+from nipype_maskers.core.regions.label_names import read_lut
 from nipype_maskers.interfaces.regions import (
     NiftiLabelsMasker,
     NiftiMapsMasker,
     NiftiSpheresMasker,
 )
-from nipype_maskers.resources import estimate_mem_gb
 
 from .nodes import bookkeeping_node, heavy_node
+from .resources import estimate_mem_gb
 
 
 class LabelsAtlas(NamedTuple):

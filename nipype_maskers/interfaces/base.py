@@ -176,7 +176,7 @@ def clean_args_from(inputs: Any, *, header_t_r: float | None = None
     """
     import numpy as np
 
-    from ..core.confounds import read_confounds_table
+    from ..core.confounds.files import read_confounds_table
 
     args: dict[str, Any] = {name: getattr(inputs, name) for name in CLEAN_OPTION_NAMES}
     args["low_pass"] = defined(args["low_pass"])

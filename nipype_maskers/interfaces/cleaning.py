@@ -27,9 +27,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..core import image_cleaning
-from ..core.confounds import check_bold_file, find_confounds_file
-from ..core.fmriprep_confounds import (
+from ..core.confounds.files import check_bold_file, find_confounds_file
+from ..core.confounds.strategies import (
     COMPCOR_TYPES,
     ICA_AROMA_TYPES,
     MODELS,
@@ -39,8 +38,9 @@ from ..core.fmriprep_confounds import (
     load_confounds,
     load_confounds_strategy,
 )
-from ..core.image import load_img, n_volumes
-from ..core.signal import clean
+from ..core.io.images import load_img, n_volumes
+from ..core.signal.cleaning import clean
+from ..core.voxels import cleaning as image_cleaning
 from .base import (
     CleanSpecMixin,
     MaskersInputSpec,

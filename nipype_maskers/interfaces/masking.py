@@ -11,8 +11,9 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..core import masking, nifti_masker
-from ..core.image import load_img
+from ..core.io.images import load_img
+from ..core.spatial import masking
+from ..core.voxels import masker as nifti_masker
 from .base import (
     CleanSpecMixin,
     GridSpecMixin,

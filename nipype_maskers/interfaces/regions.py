@@ -12,10 +12,11 @@ import warnings
 import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, isdefined, traits
 
-from ..core import region_images, region_maskers
-from ..core.image import load_img
-from ..core.label_names import read_lut
-from ..core.spheres import read_seeds
+from ..core.io.images import load_img
+from ..core.regions import inverse as region_images
+from ..core.regions import maskers as region_maskers
+from ..core.regions.label_names import read_lut
+from ..core.regions.spheres import read_seeds
 from .base import (
     CleanSpecMixin,
     MaskersInputSpec,

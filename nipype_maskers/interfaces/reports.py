@@ -24,8 +24,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..core.image import load_img
-from ..core.spheres import read_seeds
+from ..core.io.images import load_img
+from ..core.regions.spheres import read_seeds
 from ..reporting import require_matplotlib
 from .base import MaskersInputSpec, defined, header_t_r, read_sample_mask
 from .io import atomic_path, read_matrix, save_nifti, save_npy, save_text, split_ext

@@ -15,9 +15,9 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.image import ImageLike, iter_volumes, load_img, n_volumes
-from ..core.resampling import resample_img
-from ..core.streaming import same_grid
+from ..core.io.images import ImageLike, iter_volumes, load_img, n_volumes
+from ..core.io.streaming import same_grid
+from ..core.spatial.resampling import resample_img
 from . import slices
 from .figures import Format, Overlay, check_format, mosaic_figure, save
 from .mask import load_background, on_grid

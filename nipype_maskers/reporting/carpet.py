@@ -21,8 +21,8 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.image import ImageLike, iter_volumes, load_img, n_volumes
-from ..core.streaming import same_grid
+from ..core.io.images import ImageLike, iter_volumes, load_img, n_volumes
+from ..core.io.streaming import same_grid
 from .figures import FIG_WIDTH, Format, check_format, new_figure, save
 
 #: Voxels sampled for the carpet by default (rows of the image).
@@ -287,7 +287,7 @@ def clean_for_display(raw: NDArray, *, confounds: NDArray | None = None,
     """Raw signals with the linear trend and the confounds regressed out, censored volumes
     dropped: what the denoising does to them, without filters (shown when no cleaned
     signals are given)."""
-    from ..core.signal import clean
+    from ..core.signal.cleaning import clean
 
     return clean(raw, detrend=True, standardize="zscore_sample", confounds=confounds,
                  sample_mask=None if sample_mask is None else np.asarray(sample_mask),

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.image import ImageLike, load_img
-from ..core.masking import mean_volume
-from ..core.resampling import resample_img
-from ..core.streaming import same_grid
+from ..core.io.images import ImageLike, load_img
+from ..core.io.streaming import same_grid
+from ..core.spatial.masking import mean_volume
+from ..core.spatial.resampling import resample_img
 from . import slices
 from .figures import Format, Overlay, check_format, mosaic_figure, save
 

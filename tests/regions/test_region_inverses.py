@@ -14,8 +14,8 @@ from region_data import (
     _seeds,
 )
 
-from nipype_maskers.core.region_images import labels_image, maps_image, spheres_image
-from nipype_maskers.core.region_maskers import labels_masker
+from nipype_maskers.core.regions.inverse import labels_image, maps_image, spheres_image
+from nipype_maskers.core.regions.maskers import labels_masker
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning:nipype_maskers")
 

@@ -32,10 +32,10 @@ from region_data import (
 )
 from synthetic import make_epi
 
-from nipype_maskers.core.image import ImageError
-from nipype_maskers.core.label_names import read_lut
-from nipype_maskers.core.region_images import labels_image, maps_image
-from nipype_maskers.core.region_maskers import labels_masker, maps_masker, spheres_masker
+from nipype_maskers.core.io.images import ImageError
+from nipype_maskers.core.regions.inverse import labels_image, maps_image
+from nipype_maskers.core.regions.label_names import read_lut
+from nipype_maskers.core.regions.maskers import labels_masker, maps_masker, spheres_masker
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning:nipype_maskers")
 
@@ -426,7 +426,7 @@ def test_spheres_power_2011_subset_on_mni_grid():
 
     import nilearn
 
-    from nipype_maskers.core.spheres import read_seeds
+    from nipype_maskers.core.regions.spheres import read_seeds
 
     seeds, names = read_seeds(Path(nilearn.__file__).parent / "datasets/data/power_2011.csv")
     assert seeds.shape == (264, 3) and names is None

@@ -12,14 +12,13 @@ Bad arguments are reported in one line with exit code 2 before any work starts.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from . import __version__
+from .. import __version__
 
 PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
 DENOISE = ("simple", "scrubbing", "compcor", "ica_aroma", "none")
@@ -147,7 +146,7 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
 
 def atlas_name(path: Path) -> str:
     """An atlas's name: its ``atlas-<name>`` entity, else its file name, alphanumerics only."""
-    from .bids import parse_entities, validate_label
+    from ..bids import parse_entities, validate_label
 
     try:
         name = parse_entities(path).get("atlas")
@@ -169,7 +168,7 @@ def _existing(path: Path, what: str) -> Path:
 
 def parse_atlases(args) -> dict[str, list]:
     """The --atlas/--maps/--seeds options as the workflows' atlas descriptions."""
-    from .workflows.timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas
+    from ..workflows.timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas
 
     labels, maps, spheres = [], [], []
     for spec in args.atlas:
@@ -187,7 +186,7 @@ def parse_atlases(args) -> dict[str, list]:
             raise UsageError(f"--maps: '{path}' is not a 4D image (shape {shape})")
         lut_path = _existing(Path(lut), "--maps LUT") if lut else None
         if lut_path is not None:
-            from .core.label_names import read_lut
+            from ..core.regions.label_names import read_lut
 
             try:
                 n_names = len(read_lut(lut_path))
@@ -272,36 +271,3 @@ def execution_options(args) -> tuple[str, dict[str, Any]]:
     if args.mem_gb is not None and args.mem_gb <= 0:
         raise UsageError(f"--mem-gb: must be > 0, got {args.mem_gb}")
     return args.plugin, plugin_args
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``nipype-maskers``: returns the exit code."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parsers = build_parsers()
-    form = argv[0] if argv and argv[0] in ("extract", "demo") else "participant"
-    parser = parsers[form]
-    args = parser.parse_args(argv[1:] if form != "participant" else argv)
-    from . import commands
-
-    try:
-        if form == "demo":
-            return commands.demo(args)
-        if form == "extract":
-            return commands.extract(args)
-        return commands.participant(args)
-    except UsageError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def run() -> NoReturn:
-    """The ``nipype-maskers`` program: :func:`main`, then exit."""
-    code = main()
-    # The process ends here: its last garbage collection would walk every object of nipype,
-    # scipy and the workflow graph (0.3 s) to free memory that exiting frees anyway.
-    gc.freeze()
-    sys.exit(code)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    run()

@@ -16,8 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import binary_dilation, binary_erosion, label
 
-from ..data import MNI152_TEMPLATES
-from .image import (
+from ...data import MNI152_TEMPLATES
+from ..io.images import (
     ImageLike,
     finite_range,
     iter_volumes,
@@ -25,8 +25,8 @@ from .image import (
     n_volumes,
     natural_dtype,
 )
+from ..io.streaming import check_threads
 from .smoothing import fwhm_to_sigma, smooth_volume
-from .streaming import check_threads
 
 MaskStrategy = Literal[
     "background", "epi", "whole-brain-template", "gm-template", "wm-template"

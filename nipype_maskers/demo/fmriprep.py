@@ -1,8 +1,8 @@
 """An fMRIPrep-like derivatives dataset of simulated runs, written atomically and resumably.
 
-:func:`write_fmriprep_dataset` lays runs of :func:`nipype_maskers.demo_data.simulate_run` out as
+:func:`write_fmriprep_dataset` lays runs of :func:`nipype_maskers.demo.data.simulate_run` out as
 fMRIPrep derivatives: the BOLD run in MNI space, its brain mask, and the confounds TSV and JSON
-computed from the simulated data (:mod:`nipype_maskers.demo_confounds`). NIfTI files are
+computed from the simulated data (:mod:`nipype_maskers.demo.confounds`). NIfTI files are
 streamed block by block into an ISA-L (else zlib) gzip stream without file name or time stamp,
 so the same parameters give the same bytes.
 """
@@ -22,8 +22,8 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from .demo_confounds import confounds_sidecar, fmriprep_confounds, format_confounds
-from .demo_data import (
+from .confounds import confounds_sidecar, fmriprep_confounds, format_confounds
+from .data import (
     GENERATOR_VERSION,
     MNI_2MM_AFFINE,
     MNI_2MM_SHAPE,
@@ -183,7 +183,7 @@ def _read_json(path: Path) -> dict | None:
 
 def dataset_description() -> dict:
     """The ``dataset_description.json`` of the demo derivatives."""
-    from . import __version__
+    from .. import __version__
 
     return {
         "Name": "nipype-maskers demo: synthetic fMRIPrep-like derivatives",
@@ -210,7 +210,7 @@ def write_fmriprep_dataset(
     ``sub-XX_task-rest_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz`` (float32, TR in the
     header) and its ``.json``, ``..._desc-brain_mask.nii.gz`` (uint8) and
     ``sub-XX_task-rest_desc-confounds_timeseries.tsv`` + ``.json`` (see
-    :func:`nipype_maskers.demo_confounds.fmriprep_confounds`); plus
+    :func:`nipype_maskers.demo.confounds.fmriprep_confounds`); plus
     ``root/dataset_description.json``.
 
     Every file is written to a hidden temporary name and renamed, so a killed run never leaves

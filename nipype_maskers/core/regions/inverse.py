@@ -11,12 +11,12 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .image import ImageError, ImageLike, load_img
+from ..io.images import ImageError, ImageLike, load_img
+from ..io.streaming import same_grid
+from ..spatial.masking import load_mask
 from .labels import prepare_labels, signals_to_labels_image_data
 from .maps import signals_to_maps_image_data
-from .masking import load_mask
 from .spheres import prepare_spheres, signals_to_spheres_image_data
-from .streaming import same_grid
 
 
 def _mask_on_grid(mask, shape, affine):
@@ -24,7 +24,7 @@ def _mask_on_grid(mask, shape, affine):
         return None
     binary, mask_affine = load_mask(mask, name="mask_file")
     if not same_grid(binary.shape, mask_affine, shape, affine):
-        from .resampling import resample_img
+        from ..spatial.resampling import resample_img
 
         resampled = resample_img(nib.Nifti1Image(binary.astype(np.int8), mask_affine),
                                  target_affine=affine, target_shape=shape[:3],

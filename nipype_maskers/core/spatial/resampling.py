@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import linalg
 from scipy.ndimage import affine_transform, binary_dilation
 
-from .image import ImageLike, iter_volumes, load_img, natural_dtype
+from ..io.images import ImageLike, iter_volumes, load_img, natural_dtype
 from .resampling_checks import (
     check_affine,
     check_anchor,

@@ -3,8 +3,8 @@
 nilearn does this as ``NiftiMasker(mask_img, <cleaning options>).fit_transform(img)`` followed
 by ``inverse_transform``: the 4D image is loaded whole, copied, masked, cleaned (with float64
 temporaries) and unmasked into a new dense 4D array. Here the volumes are streamed into one
-``(n_volumes, n_voxels)`` matrix (:func:`~nipype_maskers.core.nifti_masker.mask_volumes`),
-cleaned in place block by block (:func:`~nipype_maskers.core.signal.clean` with
+``(n_volumes, n_voxels)`` matrix (:func:`~nipype_maskers.core.voxels.masker.mask_volumes`),
+cleaned in place block by block (:func:`~nipype_maskers.core.signal.cleaning.clean` with
 ``copy=False``), and given back either as an image (:func:`clean_img`) or one volume at a time
 (:func:`unmasked_volumes`), so that a caller can write the output file without ever holding the
 dense 4D result.
@@ -20,12 +20,12 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import ImageLike, load_img, n_volumes
-from .masking import flat_indices, load_mask
-from .nifti_masker import check_dtype, mask_volumes
-from .signal import clean
-from .signal_inputs import as_confounds, check_options, check_sample_mask, split_runs
-from .streaming import blas_threads, check_threads
+from ..io.images import ImageLike, load_img, n_volumes
+from ..io.streaming import blas_threads, check_threads
+from ..signal.cleaning import clean
+from ..signal.inputs import as_confounds, check_options, check_sample_mask, split_runs
+from ..spatial.masking import flat_indices, load_mask
+from .masker import check_dtype, mask_volumes
 
 __all__ = [
     "CleanedSignals",
@@ -122,14 +122,14 @@ def clean_masked(
     mask : path or image
         A binary mask on the data's grid.
     clean_args : dict, optional
-        Keyword arguments of :func:`~nipype_maskers.core.signal.clean` (``t_r``,
+        Keyword arguments of :func:`~nipype_maskers.core.signal.cleaning.clean` (``t_r``,
         ``detrend``, ``standardize``, ``low_pass``, ``confounds``, ``sample_mask``...).
         None: no cleaning, the masked data are returned as they are.
     dtype : {'float32', 'float64'}
         Dtype of the matrix (and of the output image); the cleaning itself works on float64
         blocks of columns whatever this is.
     n_threads : int, optional
-        Threads for reading (:func:`~nipype_maskers.core.nifti_masker.mask_volumes`) and for
+        Threads for reading (:func:`~nipype_maskers.core.voxels.masker.mask_volumes`) and for
         BLAS in the cleaning.
 
     Returns
@@ -192,7 +192,7 @@ def clean_img(
 
     The same numbers as ``nilearn.maskers.NiftiMasker(mask_img, **options)
     .fit_transform(img)`` then ``inverse_transform``, with the fixes of
-    :func:`~nipype_maskers.core.signal.clean`.
+    :func:`~nipype_maskers.core.signal.cleaning.clean`.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Validation of the inputs and options of :func:`nipype_maskers.core.signal.clean`.
+"""Validation of the inputs and options of :func:`nipype_maskers.core.signal.cleaning.clean`.
 
 Each function turns one user input into a canonical array or raises a ``ValueError`` /
 ``TypeError`` whose message names the parameter, says what was given and what is expected.

@@ -21,7 +21,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .image import (
+from .images import (
     ImageError,
     VolumeSource,
     compute_dtype,
@@ -157,7 +157,7 @@ def map_volumes(
     Parameters
     ----------
     img : SpatialImage
-        The data (from :func:`~nipype_maskers.core.image.load_img`).
+        The data (from :func:`~nipype_maskers.core.io.images.load_img`).
     indices : array of int
         The selected volumes (repeats allowed; see :func:`~.image.iter_volumes`).
     function : callable
@@ -237,7 +237,7 @@ def stream_rows(
     Parameters
     ----------
     img : SpatialImage
-        The data (from :func:`~nipype_maskers.core.image.load_img`).
+        The data (from :func:`~nipype_maskers.core.io.images.load_img`).
     indices : array of int
         The selected volumes (rows of the output, in order; repeats allowed).
     gather : array of int
@@ -297,8 +297,8 @@ class _VolumeToRow:
     """
 
     def __init__(self, affine, gather, target, sigma, needed, clip_range, observe):
-        from .resampling import resample_volume
-        from .smoothing import smooth_volume
+        from ..spatial.resampling import resample_volume
+        from ..spatial.smoothing import smooth_volume
 
         self.affine, self.gather, self.target = affine, gather, target
         self.sigma, self.needed, self.clip_range = sigma, needed, clip_range

@@ -22,7 +22,7 @@ from .filtering import (
     spline_weights,
     standardize_columns,
 )
-from .signal_inputs import (
+from .inputs import (
     STANDARDIZE_OPTIONS,
     AllVolumesRemovedError,
     as_confounds,

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .cli import UsageError, execution_options, processing_options
+from .parser import UsageError, execution_options, processing_options
 
 CLUSTER_PLUGINS = ("SLURM", "SLURMGraph", "SGE", "SGEGraph")
 GRAPH_PLUGINS = ("SLURMGraph", "SGEGraph")
@@ -35,8 +35,8 @@ def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Pa
     """The top workflow: one ``init_maskers_wf`` per run, named after the run's entities."""
     from nipype.pipeline import engine as pe
 
+    from ..workflows.base import init_maskers_wf
     from .execution import workflow_name
-    from .workflows.base import init_maskers_wf
 
     top = pe.Workflow(name="nipype_maskers_wf", base_dir=str(work_dir))
     names = []
@@ -130,7 +130,7 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
 
 def participant(args: argparse.Namespace) -> int:
     """The BIDS-App form."""
-    from .bids import find_fmriprep_runs
+    from ..bids import find_fmriprep_runs
 
     if not args.fmriprep_dir.is_dir():
         raise UsageError(f"FMRIPREP_DIR: no such folder '{args.fmriprep_dir}'")
@@ -154,7 +154,7 @@ def participant(args: argparse.Namespace) -> int:
 
 def extract(args: argparse.Namespace) -> int:
     """One run given by its files."""
-    from .bids import BoldRun, parse_entities
+    from ..bids import BoldRun, parse_entities
 
     bold = args.bold.resolve()
     if not bold.is_file():
@@ -185,8 +185,9 @@ def extract(args: argparse.Namespace) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     """Build the demo dataset and run the full workflow on it."""
-    from .bids import find_fmriprep_runs
-    from .demo_data import write_demo_atlases, write_fmriprep_dataset
+    from ..bids import find_fmriprep_runs
+    from ..demo.atlases import write_demo_atlases
+    from ..demo.fmriprep import write_fmriprep_dataset
 
     if args.n_volumes < 40:
         raise UsageError(f"--n-volumes: at least 40 (the band-pass filter's padding needs "
@@ -215,7 +216,7 @@ def demo(args: argparse.Namespace) -> int:
 
 def build_demo_args(args: argparse.Namespace, atlases) -> argparse.Namespace:
     """The demo's options, as if given on the command line."""
-    from .cli import build_parsers
+    from .parser import build_parsers
 
     argv = [str(args.output_dir / "fmriprep"), str(args.output_dir / "nipype_maskers"),
             "participant", "--atlas", f"{atlases.labels}:{atlases.labels_lut}",

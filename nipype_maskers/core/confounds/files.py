@@ -11,7 +11,7 @@ library only, no pandas):
   ``nilearn.interfaces.fmriprep`` does.
 
 The strategies themselves (``load_confounds``, ``load_confounds_strategy``)
-live in :mod:`nipype_maskers.core.fmriprep_confounds` and are re-exported here.
+live in :mod:`nipype_maskers.core.confounds.strategies`.
 """
 
 from __future__ import annotations
@@ -31,14 +31,11 @@ from numpy.typing import NDArray
 
 __all__ = [
     "NA_VALUES",
-    "Confounds",  # noqa: F822 (lazy re-export, see __getattr__)
     "ConfoundsTable",
     "MissingConfoundsError",
     "check_bold_file",
     "find_confounds_file",
     "find_tedana_files",
-    "load_confounds",  # noqa: F822 (lazy re-export, see __getattr__)
-    "load_confounds_strategy",  # noqa: F822 (lazy re-export, see __getattr__)
     "read_confounds_table",
 ]
 
@@ -101,15 +98,6 @@ class MissingConfoundsError(ValueError):
         super().__init__(message)
         self.columns = list(columns)
         self.components = list(components)
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy re-export of the strategy API (fmriprep_confounds imports this module).
-    if name in {"Confounds", "load_confounds", "load_confounds_strategy"}:
-        from . import fmriprep_confounds
-
-        return getattr(fmriprep_confounds, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------

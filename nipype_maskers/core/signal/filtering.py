@@ -1,4 +1,4 @@
-"""Column-wise temporal operations used by :func:`nipype_maskers.core.signal.clean`.
+"""Column-wise temporal operations used by :func:`nipype_maskers.core.signal.cleaning.clean`.
 
 Every function works on ``(n_volumes, n_columns)`` float64 arrays, one column per
 signal, and matches the corresponding step of ``nilearn.signal`` (0.14.1) to round-off.

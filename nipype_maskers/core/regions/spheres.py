@@ -43,7 +43,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import sparse
 from scipy.spatial import cKDTree
 
-from .streaming import finite_block
+from ..io.streaming import finite_block
 
 __all__ = [
     "SphereRegions",

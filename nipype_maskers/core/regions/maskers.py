@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import (
+from ..io.images import (
     ImageError,
     ImageLike,
     compute_dtype,
@@ -29,15 +29,15 @@ from .image import (
     n_volumes,
     resolve_volumes,
 )
+from ..io.streaming import Grid, check_threads, data_range, same_grid, stream_rows
+from ..signal.cleaning import clean
+from ..spatial.masking import MaskError, load_mask
+from ..spatial.smoothing import Fwhm, check_fwhm, fwhm_to_sigma
+from ..voxels.masker import check_dtype, kept_volumes, select_clean_args
 from .label_names import region_names
 from .labels import labels_signals, prepare_labels, region_coverage
 from .maps import maps_signals, prepare_maps
-from .masking import MaskError, load_mask
-from .nifti_masker import check_dtype, kept_volumes, select_clean_args
-from .signal import clean
-from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
 from .spheres import prepare_spheres, spheres_signals
-from .streaming import Grid, check_threads, data_range, same_grid, stream_rows
 
 #: Rows reduced at once: large enough for vectorized reductions, small enough to stay lean.
 _BLOCK_ROWS = 32
@@ -61,7 +61,7 @@ class _Grids(NamedTuple):
 
 
 def _resample_nearest(data: NDArray, affine: NDArray, grid_affine, grid_shape) -> NDArray:
-    from .resampling import resample_img
+    from ..spatial.resampling import resample_img
 
     img = nib.Nifti1Image(np.asarray(data), affine)
     out = resample_img(img, target_affine=grid_affine, target_shape=grid_shape,
@@ -257,9 +257,9 @@ def labels_masker(
     drop_empty : bool
         Drop NaN columns (nilearn's behaviour) instead of keeping the columns stable.
     smoothing_fwhm, volumes, dtype, n_threads
-        As :func:`~nipype_maskers.core.nifti_masker.mask_volumes`.
+        As :func:`~nipype_maskers.core.voxels.masker.mask_volumes`.
     clean_args : dict, optional
-        Keyword arguments for :func:`~nipype_maskers.core.signal.clean` (None: no cleaning).
+        Keyword arguments for :func:`~..signal.cleaning.clean` (None: no cleaning).
     """
     img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
                                                          clean_args, name)
@@ -281,7 +281,7 @@ def labels_masker(
     if not same_grid(atlas.shape, atlas.affine, grids.shape, grids.affine):
         atlas_data = _resample_nearest(atlas_data, atlas.affine, grids.affine, grids.shape)
     if grids.data_target is not None:
-        from .resampling import resample_volume
+        from ..spatial.resampling import resample_volume
 
         fov = resample_volume(np.ones(img.shape[:3], np.float32), img.affine, grids.affine,
                               grids.shape, interpolation="nearest", clip=False) > 0
@@ -360,7 +360,7 @@ def maps_masker(
     if same_grid(maps.shape, maps.affine, grids.shape, grids.affine):
         maps_data = np.asanyarray(maps.dataobj)
     else:
-        from .resampling import resample_img
+        from ..spatial.resampling import resample_img
 
         maps_data = np.asanyarray(resample_img(maps, target_affine=grids.affine,
                                                target_shape=grids.shape,

@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
-from .demo_data import MNI_2MM_AFFINE, MNI_2MM_SHAPE, anatomy, check_grid
-from .demo_fmriprep import header_matches, save_image, write_text
+from .data import MNI_2MM_AFFINE, MNI_2MM_SHAPE, anatomy, check_grid
+from .fmriprep import header_matches, save_image, write_text
 
 #: (name, x, y, z) in MNI mm: well-known network nodes, rounded to the 2 mm grid.
 DEMO_SEEDS: tuple[tuple[str, int, int, int], ...] = (

@@ -15,19 +15,8 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .image import ImageError, ImageLike, load_img, n_volumes, resolve_volumes
-from .masking import (
-    MaskError,
-    MeanVolume,
-    check_same_grid,
-    compute_mask,
-    flat_indices,
-    load_mask,
-    mean_volume,
-)
-from .signal import clean
-from .smoothing import Fwhm, check_fwhm, fwhm_to_sigma
-from .streaming import (
+from ..io.images import ImageError, ImageLike, load_img, n_volumes, resolve_volumes
+from ..io.streaming import (
     Grid,
     blas_threads,
     check_threads,
@@ -36,6 +25,17 @@ from .streaming import (
     same_grid,
     stream_rows,
 )
+from ..signal.cleaning import clean
+from ..spatial.masking import (
+    MaskError,
+    MeanVolume,
+    check_same_grid,
+    compute_mask,
+    flat_indices,
+    load_mask,
+    mean_volume,
+)
+from ..spatial.smoothing import Fwhm, check_fwhm, fwhm_to_sigma
 
 
 class MaskedSignals(NamedTuple):
@@ -98,7 +98,7 @@ def kept_volumes(indices: NDArray[np.intp], clean_args: dict[str, Any] | None
 def _target_grid(img, target_affine, target_shape):
     if target_affine is None and target_shape is None:
         return None
-    from .resampling import resolve_target_grid
+    from ..spatial.resampling import resolve_target_grid
 
     affine, shape = resolve_target_grid(img.shape[:3], img.affine, target_affine, target_shape)
     if same_grid(shape, affine, img.shape, img.affine):
@@ -133,7 +133,7 @@ def prepare_mask(
         binary, affine = load_mask(mask, name="mask_file")
         mask_img = nib.Nifti1Image(binary.astype(np.int8), affine)
     if target_affine is not None or target_shape is not None:
-        from .resampling import resample_img
+        from ..spatial.resampling import resample_img
 
         mask_img = resample_img(mask_img, target_affine=target_affine,
                                 target_shape=target_shape, interpolation="nearest")
@@ -172,7 +172,7 @@ def mask_volumes(
         A binary mask on the data's grid (or on the target grid). Computed with
         ``mask_strategy`` / ``mask_args`` when None.
     mask_strategy, mask_args
-        As :func:`nipype_maskers.core.masking.compute_mask`.
+        As :func:`nipype_maskers.core.spatial.masking.compute_mask`.
     smoothing_fwhm : float or 3 floats, optional
         Gaussian FWHM in mm, applied after resampling and before masking.
     target_affine, target_shape : optional
@@ -184,13 +184,13 @@ def mask_volumes(
         Output dtype. Volumes are processed in float32, or float64 when the data are float64
         (as nilearn does), and cast on output.
     clean_args : dict, optional
-        Keyword arguments for :func:`~nipype_maskers.core.signal.clean`, applied last and in
+        Keyword arguments for :func:`~..signal.cleaning.clean`, applied last and in
         place (no copy of the matrix); None: no cleaning. With a ``sample_mask`` only the kept
         volumes' rows are returned. Confounds, runs and sample_mask may describe the whole
         image: with ``volumes`` they follow the selection (:func:`select_clean_args`).
     n_threads : int, optional
         Threads that read, resample and smooth volumes side by side; None: the CPUs this
-        process may use, at most 4 (:func:`~nipype_maskers.core.image.default_threads`).
+        process may use, at most 4 (:func:`~nipype_maskers.core.io.images.default_threads`).
         1 keeps everything in the calling thread (one CPU, for running beside other jobs).
 
     Returns

@@ -4,7 +4,7 @@ Reimplements ``nilearn.interfaces.fmriprep.load_confounds`` and
 ``load_confounds_strategy`` (nilearn 0.14.1) on numpy and the standard
 library. Given the same fMRIPrep confounds file they return the same columns
 (same order), values and ``sample_mask``; the file-reading side lives in
-:mod:`nipype_maskers.core.confounds`.
+:mod:`nipype_maskers.core.confounds.files`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from .confounds import (
+from .files import (
     MissingConfoundsError,
     _as_path,
     _cells_to_float,
@@ -314,11 +314,11 @@ def load_confounds(
     confounds_file : str or os.PathLike
         fMRIPrep's ``*_desc-confounds_timeseries.tsv`` (or the older
         ``*_regressors.tsv``); see
-        :func:`~nipype_maskers.core.confounds.find_confounds_file` to locate
+        :func:`~nipype_maskers.core.confounds.files.find_confounds_file` to locate
         it from the BOLD file. With ``'tedana'`` in ``strategy`` only its
         folder and BIDS entities are used, to find tedana's
         ``*_desc-ICA_mixing.tsv`` and ``*_desc-tedana_metrics.tsv`` (see
-        :func:`~nipype_maskers.core.confounds.find_tedana_files`).
+        :func:`~nipype_maskers.core.confounds.files.find_tedana_files`).
     sidecar : str, os.PathLike, dict or None, default=None
         The JSON sidecar (path or parsed dict); by default the ``.json`` file
         with the same name, if it exists. Needed for ``'compcor'``.
@@ -345,7 +345,7 @@ def load_confounds(
     ica_aroma : {'full', 'basic'}, default='full'
         ``'full'``: no regressor (the caller must use fMRIPrep's
         ``desc-smoothAROMAnonaggr`` image, see
-        :func:`~nipype_maskers.core.confounds.check_bold_file`);
+        :func:`~nipype_maskers.core.confounds.files.check_bold_file`);
         ``'basic'``: the ``aroma_motion_*`` noise components.
     tedana : {'aggressive', 'non-aggressive'}, default='aggressive'
         Rejected components, or rejected and accepted ones.
@@ -366,7 +366,7 @@ def load_confounds(
         For an unknown component or option, ``'compcor'`` without
         ``'high_pass'``, a header-less or camel-case (fMRIPrep < 1.2) file,
         CompCor without a sidecar, columns missing from the file
-        (:class:`~nipype_maskers.core.confounds.MissingConfoundsError`, which
+        (:class:`~nipype_maskers.core.confounds.files.MissingConfoundsError`, which
         lists them all), or when every volume is censored.
     FileNotFoundError
         If the confounds file, the tedana tables or (for CompCor) the given

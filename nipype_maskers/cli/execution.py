@@ -211,7 +211,7 @@ def default_omp_nthreads(plugin: str, *, nprocs: int | None, n_runs: int) -> int
     runs get one each. Linear runs one node at a time: the machine's cores. Cluster jobs: 1
     (each job asks the scheduler for its ``n_procs``).
     """
-    from .core.streaming import default_threads
+    from ..core.io.streaming import default_threads
 
     if plugin == "MultiProc":
         return max(1, min(4, (nprocs or default_threads()) // max(n_runs, 1)))

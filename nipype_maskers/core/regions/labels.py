@@ -13,7 +13,7 @@ Deliberate differences from nilearn 0.14.1:
   in ascending order. A region emptied by the mask keeps its column, filled with NaN (n/a), and
   its size is 0; nilearn drops the column and shifts the ones after it.
 - **Names never silently misaligned** (nilearn bug B7): see :func:`region_names` (defined in
-  :mod:`nipype_maskers.core.label_names`, re-exported here with :func:`read_lut`).
+  :mod:`nipype_maskers.core.regions.label_names`, re-exported here with :func:`read_lut`).
 - Labels are integers: a float atlas must hold integer values (nilearn accepts ``1.5`` and names
   the region ``'1.5'``; names of a float atlas are ``'1'``, not nilearn's ``'1.0'``).
 """

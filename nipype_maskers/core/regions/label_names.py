@@ -2,7 +2,7 @@
 
 :func:`region_names` gives one name per column of the labels signals and, unlike nilearn
 0.14.1 (bug B7), never shifts names silently; :func:`read_lut` reads a BIDS ``dseg.tsv``. Both
-are re-exported by :mod:`nipype_maskers.core.labels`.
+are re-exported by :mod:`nipype_maskers.core.regions.labels`.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .demo_data import SimulatedRun
+    from .data import SimulatedRun
 
 MOTION = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
 _SUBSAMPLE = 4
@@ -154,7 +154,7 @@ def fmriprep_confounds(run: SimulatedRun, *, ica_aroma: bool = False,
 
     Parameters
     ----------
-    run : nipype_maskers.demo_data.SimulatedRun
+    run : nipype_maskers.demo.data.SimulatedRun
         The simulated run (signals of the brain voxels, motion, masks).
     ica_aroma : bool
         Add ``aroma_motion_XX`` columns (noise components of fMRIPrep < 23.1 ``--use-aroma``):

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .streaming import finite_block
+from ..io.streaming import finite_block
 
 __all__ = [
     "MapsRegions",

@@ -10,9 +10,9 @@ noise drawn in float32), so a 100-volume run takes well under a second; the back
 exactly 0. Deterministic for a given seed.
 
 The demo's files come from two sibling modules, re-exported here:
-:func:`write_fmriprep_dataset` (:mod:`nipype_maskers.demo_fmriprep`: BOLD runs, brain masks
+:func:`write_fmriprep_dataset` (:mod:`nipype_maskers.demo.fmriprep`: BOLD runs, brain masks
 and confounds laid out as fMRIPrep derivatives) and :func:`write_demo_atlases`
-(:mod:`nipype_maskers.demo_atlases`: labels, maps and seeds on the same grid).
+(:mod:`nipype_maskers.demo.atlases`: labels, maps and seeds on the same grid).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from .data import MNI152_TEMPLATES
+from ..data import MNI152_TEMPLATES
 
 #: fMRIPrep's MNI152NLin2009cAsym res-2 grid.
 MNI_2MM_SHAPE = (97, 115, 97)
@@ -43,22 +43,6 @@ QUANTUM = 1.0 / 16.0
 GENERATOR_VERSION = 2
 _NOISE_SD = 12.0
 _BLOCK = 16  # volumes per noise block
-
-#: Names re-exported from the sibling modules (imported on first use: they import this one).
-_REEXPORTS = {
-    "DemoAtlases": "demo_atlases", "write_demo_atlases": "demo_atlases",
-    "write_fmriprep_dataset": "demo_fmriprep", "subject_files": "demo_fmriprep",
-    "SubjectFiles": "demo_fmriprep",
-}  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    if name in _REEXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_REEXPORTS[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 def template_on_grid(shape=MNI_2MM_SHAPE, affine=MNI_2MM_AFFINE, kind="whole-brain"
                      ) -> NDArray[np.float32]:

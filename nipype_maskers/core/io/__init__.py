@@ -1,0 +1,1 @@
+"""Reading images and tables: loading, volume selection, streaming volume by volume."""

@@ -1,0 +1,1 @@
+"""Region signals from labels, maps and spheres atlases, and region signals back to images."""

@@ -1,0 +1,1 @@
+"""Temporal cleaning of signals (nilearn's ``signal.clean``) and the filters it uses."""

@@ -1,0 +1,1 @@
+"""Voxel grids: resampling, Gaussian smoothing, brain masks (computing, checking, unmasking)."""

@@ -1,0 +1,1 @@
+"""Voxel-wise masking of 4D images (NiftiMasker's transform) and voxel-wise cleaning."""
