@@ -9,9 +9,13 @@ import pkgutil
 import pytest
 
 import nipype_maskers
+import nipype_maskers.workflows
 
+# the workflows are listed on their own: an editable install maps them from another folder
 ALL_MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(nipype_maskers.__path__, "nipype_maskers.")
+    m.name
+    for package in (nipype_maskers, nipype_maskers.workflows)
+    for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
     if not m.name.endswith("__main__")
 )
 
