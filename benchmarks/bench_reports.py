@@ -135,7 +135,7 @@ wf = init_report_wf(labels=[LabelsAtlas("parcels", paths["labels"])],
 wf.base_dir = work
 node = wf.inputs.inputnode
 node.bold_file, node.mask_file, node.mask_strategy = paths["bold"], paths["mask"], "fmriprep"
-node.confounds_file, node.sample_mask_file = paths["confounds"], paths["sample_mask"]
+node.regressors_file, node.sample_mask_file = paths["confounds"], paths["sample_mask"]
 node.fd_file, node.parameters = paths["fd"], {"MaskStrategy": "fmriprep"}
 node.regions_files = [tables[k] for k in ("labels", "maps", "spheres")]
 node.timeseries_files = [tables[k].replace("_regions", "_timeseries")

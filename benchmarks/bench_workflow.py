@@ -78,7 +78,8 @@ from nipype_maskers.core.voxels.cleaning import clean_masked, unmasked_volumes
 from nipype_maskers.core.regions.label_names import read_lut
 from nipype_maskers.core.regions.maskers import labels_masker, maps_masker, spheres_masker
 from nipype_maskers.core.regions.spheres import read_seeds
-from nipype_maskers.interfaces.io import format_tsv, save_nifti_volumes, save_text
+from nipype_maskers.core.io.tables import format_table
+from nipype_maskers.files import save_nifti_volumes, write_text
 out = Path({str(out)!r})
 out.mkdir(parents=True, exist_ok=True)
 compute = write = 0.0
@@ -106,7 +107,7 @@ for run in find_fmriprep_runs(Path({str(root / 'fmriprep')!r})):
     save_nifti_volumes(cleaned.header, unmasked_volumes(cleaned.signals, cleaned.mask),
                        out / (stem + '_desc-denoised_bold.nii.gz'))
     for kind, table in zip(('labels', 'maps', 'spheres'), tables):
-        save_text(format_tsv(table.signals, table.names),
+        write_text(format_table(table.names, table.signals),
                   out / (stem + '_atlas-' + kind + '_timeseries.tsv'))
     write += time.perf_counter() - t
 print(json.dumps({{"compute": compute, "write": write,

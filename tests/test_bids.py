@@ -16,6 +16,7 @@ from nipype_maskers.bids import (
     ENTITY_ORDER,
     dataset_description,
     derivative_path,
+    derived_name,
     file_sha256,
     find_fmriprep_runs,
     format_name,
@@ -26,6 +27,8 @@ from nipype_maskers.bids import (
 from nipype_maskers.interfaces.bids import WriteDerivatives, write_all
 
 MNI = "MNI152NLin2009cAsym"
+#: What WriteDerivatives writes at the top of a derivatives folder besides the runs' files.
+DATASET_FILES = {"dataset_description.json", ".bidsignore", "README.md"}
 
 
 def _touch(path: Path, content: bytes = b"") -> Path:
@@ -289,6 +292,37 @@ def test_format_name_orders_entities_and_places_unknown_before_desc():
         format_name({"sub": "1"}, suffix="bold", extension=".tsv/..")
 
 
+@pytest.mark.parametrize("changes, expected", [
+    ({"desc": "labels", "suffix": "timeseries", "extension": ".tsv"},
+     f"sub-01_task-rest_space-{MNI}_desc-labels_timeseries.tsv"),
+    ({"suffix": "mask", "extension": ".nii.gz"},
+     f"sub-01_task-rest_space-{MNI}_desc-preproc_mask.nii.gz"),
+    ({"desc": None, "suffix": "report", "extension": ".html"},
+     f"sub-01_task-rest_space-{MNI}_report.html"),
+    ({"atlas": "Toy", "desc": "clean"},
+     f"sub-01_task-rest_space-{MNI}_atlas-Toy_desc-clean_bold.nii.gz"),
+    ({"run": 2, "res": "2"}, f"sub-01_task-rest_run-2_space-{MNI}_res-2_desc-preproc_bold.nii.gz"),
+])
+def test_derived_name_replaces_an_entity_instead_of_adding_one(changes, expected):
+    source = f"/data/sub-01_task-rest_space-{MNI}_desc-preproc_bold.nii.gz"
+    assert derived_name(source, **changes) == expected
+    entities = parse_entities(expected)  # a valid BIDS name: each entity once, BIDS order
+    assert list(entities)[:-2] == sorted(list(entities)[:-2], key=ENTITY_ORDER.index)
+
+
+def test_derived_name_of_names_that_are_not_bids():
+    assert derived_name("signals.npy", desc="clean") == "signals_desc-clean.npy"
+    assert derived_name("mean.nii.gz", atlas="Toy", desc="labels", suffix="report",
+                        extension=".svg") == "mean_atlas-Toy_desc-labels_report.svg"
+    # a name that already holds an entity twice comes out with it once (the last value)
+    assert derived_name("sub-01_desc-preproc_desc-labels_timeseries.tsv", desc="clean") == (
+        "sub-01_desc-clean_timeseries.tsv")
+    with pytest.raises(ValueError, match="desc: 'a_b' is not a valid BIDS label"):
+        derived_name("sub-01_bold.nii.gz", desc="a_b")
+    with pytest.raises(ValueError, match="extension: 'tsv' is not a valid extension"):
+        derived_name("sub-01_bold.nii.gz", extension="tsv")
+
+
 def _snapshot(root: Path) -> set[str]:
     return {str(p) for p in root.rglob("*")}
 
@@ -393,7 +427,7 @@ def test_write_derivatives_names_sidecars_and_stale_files(fmriprep, tmp_path):
     assert result.out_files == [str(out / e) for e in expected]
     sidecars = [e.split(".")[0] + ".json" for e in expected]
     assert result.out_sidecars == [str(out / s) for s in sidecars]
-    assert _files(out) == {*expected, *sidecars, "dataset_description.json"}
+    assert _files(out) == {*expected, *sidecars, *DATASET_FILES}
     for name, path in zip(ins, result.out_files, strict=True):
         assert Path(path).read_bytes() == ins[name].read_bytes()
 
@@ -410,6 +444,9 @@ def test_write_derivatives_names_sidecars_and_stale_files(fmriprep, tmp_path):
     assert set(meta[0]["Software"]) == {"nipype_maskers", "nipype", "numpy", "scipy",
                                         "nibabel", "python"}
     assert meta[0]["Software"]["nipype_maskers"] == __version__
+    assert meta[2]["SpatialReference"] == (  # the image only; res-2: TemplateFlow's res-02
+        f"https://templateflow.s3.amazonaws.com/tpl-{MNI}/tpl-{MNI}_res-02_T1w.nii.gz")
+    assert "SpatialReference" not in meta[0]
     umask = os.umask(0)
     os.umask(umask)
     for path in (*result.out_files, *result.out_sidecars, out / "dataset_description.json"):
@@ -426,10 +463,13 @@ def test_write_derivatives_names_sidecars_and_stale_files(fmriprep, tmp_path):
     ).out_files
     foreign = _touch(out / f"{stem}_res-2_desc-other_bold.nii.gz", b"not ours")
     foreign_json = _touch(out / f"{stem}_res-2_desc-other_bold.json", b"{}")
-    leftover = _touch(out / f"sub-01/func/.sub-01_task-rest_space-{MNI}_res-2_x.tsv.0123abcd.part")
+    leftover = _touch(out / f"{Path(expected[0]).parent}/.{Path(expected[0]).name}.0123abcd.part")
     other_leftover = _touch(out / "sub-01/func/.sub-01_task-nback_run-1_x.tsv.0123abcd.part")
+    unrelated_leftover = _touch(
+        out / f"sub-01/func/.sub-01_task-rest_space-{MNI}_res-2_x.tsv.0123abcd.part")
 
-    # second run with fewer outputs: the dropped atlas and the denoised image go
+    # second run with fewer outputs: it replaces the Schaefer400 outputs only (and their
+    # leftovers); the other atlas and the denoised image are other configurations: kept
     new = _touch(tmp_path / "in" / "a2.tsv", b"new values")
     second = _write(
         tmp_path, "second", base_directory=str(out), source_file=str(bold),
@@ -440,14 +480,16 @@ def test_write_derivatives_names_sidecars_and_stale_files(fmriprep, tmp_path):
     assert Path(second.out_files[0]).read_bytes() == b"new values"
     assert "SourceSHA256" not in json.loads(Path(second.out_sidecars[0]).read_text())
     assert not leftover.exists()
-    kept = {expected[0], sidecars[0], "dataset_description.json",
+    kept = {*expected, *sidecars, *DATASET_FILES,
             *(Path(p).relative_to(out).as_posix() for p in other),
             *(p.split(".")[0] + ".json" for p in (Path(o).relative_to(out).as_posix()
                                                   for o in other)),
             foreign.relative_to(out).as_posix(), foreign_json.relative_to(out).as_posix(),
-            other_leftover.relative_to(out).as_posix()}
+            other_leftover.relative_to(out).as_posix(),
+            unrelated_leftover.relative_to(out).as_posix()}
     assert _files(out) == kept
-    assert not [p for p in out.rglob(".*") if p != other_leftover]
+    assert not [p for p in out.rglob(".*")
+                if p not in (other_leftover, unrelated_leftover, out / ".bidsignore")]
 
 
 def test_write_all_is_all_or_nothing(tmp_path):

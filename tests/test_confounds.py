@@ -491,7 +491,7 @@ def test_error_bad_files(tmp_path):
         load_confounds(tmp_path / "missing_desc-confounds_timeseries.tsv")
     ragged = tmp_path / "ragged.tsv"
     ragged.write_text("a\tb\n1\t2\n3\t4\t5\n")
-    with pytest.raises(ValueError, match=r"rows have different lengths.*line 3 has 3"):
+    with pytest.raises(ValueError, match=r"ragged.tsv': line 3 has 3 cells, the header has 2"):
         read_confounds_table(ragged)
     no_header = tmp_path / "sub-01_desc-confounds_timeseries.tsv"
     shutil.copy(NILEARN / "datasets" / "data" / "spm_confounds.txt", no_header)
@@ -499,7 +499,7 @@ def test_error_bad_files(tmp_path):
         load_confounds(no_header, strategy=("motion",))
     text = tmp_path / "text.tsv"
     text.write_text("a\tb\n1\tlow\n")
-    with pytest.raises(ValueError, match=r"value 'low' in column 'b', data row 1 is not a num"):
+    with pytest.raises(ValueError, match=r"line 2: 'low' in column 'b' is not a number"):
         read_confounds_table(text)
     with pytest.raises(ValueError, match=r"\['c'\] not found.*available columns: \['a', 'b'\]"):
         read_confounds_table(text, columns=["a", "c"])

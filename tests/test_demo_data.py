@@ -19,6 +19,7 @@ from nilearn.interfaces.fmriprep import load_confounds_strategy as nl_load_confo
 from nilearn.maskers import NiftiLabelsMasker, NiftiMapsMasker
 from scipy.spatial.distance import pdist
 
+from nipype_maskers import files
 from nipype_maskers.core.confounds.strategies import load_confounds, load_confounds_strategy
 from nipype_maskers.core.regions.label_names import read_lut
 from nipype_maskers.core.regions.spheres import read_seeds
@@ -322,7 +323,7 @@ def test_write_nifti_without_isal(tmp_path, monkeypatch):
     data = np.arange(5 * 6 * 7 * 2, dtype=np.float32).reshape(5, 6, 7, 2) / 16
     paths = [tmp_path / "isal.nii.gz", tmp_path / "zlib1.nii.gz", tmp_path / "zlib2.nii.gz"]
     demo_fmriprep.save_image(data, AFFINE, paths[0], t_r=2.0)
-    monkeypatch.setattr(demo_fmriprep, "_gzip", gzip)
+    monkeypatch.setattr(files, "_gzip_module", gzip)
     for path in paths[1:]:
         demo_fmriprep.save_image(data, AFFINE, path, t_r=2.0)
     assert paths[1].read_bytes() == paths[2].read_bytes()

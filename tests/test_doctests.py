@@ -6,10 +6,10 @@ import doctest
 import importlib
 import pkgutil
 
+import nipype_maskers.workflows
 import pytest
 
 import nipype_maskers
-import nipype_maskers.workflows
 
 # the workflows are listed on their own: an editable install maps them from another folder
 ALL_MODULES = sorted(
@@ -33,7 +33,8 @@ def test_the_examples_are_found():
     # walk_packages must see the sub-packages' modules (a layout change once hid them all)
     assert len(ALL_MODULES) > 50
     assert {"nipype_maskers.core.signal.cleaning", "nipype_maskers.core.io.images",
-            "nipype_maskers.core.regions.labels", "nipype_maskers.workflows.resources"} <= set(MODULES)
+            "nipype_maskers.core.regions.labels",
+            "nipype_maskers.workflows.resources"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

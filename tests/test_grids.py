@@ -131,12 +131,31 @@ def test_template_mask_of_several_runs_uses_the_first(mni_like_file):
 
 
 def test_template_masker_reads_no_data(mni_like_file, monkeypatch):
-    from nipype_maskers.core.io import images as image
+    from nipype_maskers.core.io import volumes
 
     opened = []
-    real_open = image._open_stream
-    monkeypatch.setattr(image, "_open_stream", lambda f: opened.append(f) or real_open(f))
+    real_open = volumes._open_stream
+    monkeypatch.setattr(volumes, "_open_stream", lambda f: opened.append(f) or real_open(f))
     result = nifti_masker.mask_volumes(mni_like_file, mask_strategy="whole-brain-template")
     theirs, _ = _nilearn_rows(mni_like_file, mask_strategy="whole-brain-template")
     np.testing.assert_array_equal(result.signals, theirs)
     assert len(opened) == 1  # the rows' pass only: the mask needs the grid, not the data
+
+
+@pytest.mark.parametrize("shape_b, affine_b", [
+    ((7, 8, 9), np.diag([2.0, 2.0, 2.0, 1.0])),               # same grid
+    ((7, 8, 9, 30), np.diag([2.0, 2.0, 2.0, 1.0]) + 1e-9),    # 4D, round-off in the affine
+    ((7, 8, 10), np.diag([2.0, 2.0, 2.0, 1.0])),              # another shape
+    ((7, 8, 9), np.diag([2.0, 2.0, 2.1, 1.0])),               # another affine
+])
+def test_same_grid_is_nilearns_check_same_fov(shape_b, affine_b):
+    """The one grid comparison (core.io.images.same_grid) answers as nilearn's."""
+    from nilearn.image.image import check_same_fov
+
+    from nipype_maskers.core.io.images import same_grid
+
+    affine_a = np.diag([2.0, 2.0, 2.0, 1.0])
+    a = nib.Nifti1Image(np.zeros((7, 8, 9), np.int8), affine_a)
+    b = nib.Nifti1Image(np.zeros(shape_b, np.int8), affine_b)
+    assert same_grid(a.shape, a.affine, b.shape, b.affine) == check_same_fov(a, b)
+    assert same_grid(b.shape, b.affine, a.shape, a.affine) == check_same_fov(b, a)

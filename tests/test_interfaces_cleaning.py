@@ -299,6 +299,35 @@ def test_clean_signals_without_steps_copies_the_input(tables, work, tmp_path):
     np.testing.assert_array_equal(copy, tables["signals"].astype(np.float32))
 
 
+def test_clean_signals_reads_a_labels_masker_tsv_with_numeric_names(tmp_path, work):
+    """Without a LUT a labels masker names its columns by label value (24, 27, 32). CleanSignals
+    took that header row for data: no header out and one extra row of wrong numbers."""
+    from nilearn.maskers import NiftiLabelsMasker as NilearnLabelsMasker
+
+    from nipype_maskers.core.io.tables import read_table
+    from nipype_maskers.interfaces.regions import NiftiLabelsMasker
+
+    bold = _save_bold(tmp_path / BOLD, 24)
+    atlas = np.zeros(SHAPE, np.int16)
+    atlas[1:4, 2:8, 2:9], atlas[4:7, 2:8, 2:9], atlas[7:9, 1:9, 1:10] = 24, 27, 32
+    atlas_file = tmp_path / "atlas.nii.gz"
+    nib.save(nib.Nifti1Image(atlas, oblique_affine()), atlas_file)
+    masker = NiftiLabelsMasker(in_file=str(bold), labels_file=str(atlas_file)).run(cwd=str(work))
+    options = dict(detrend=True, standardize="zscore_sample", low_pass=0.1, t_r=2.0)
+    result = CleanSignals(in_file=masker.outputs.out_file, **options).run(cwd=str(work))
+
+    ours = read_table(result.outputs.out_file, name="out_file", header=True, delimiter="\t")
+    assert ours.columns == ["24", "27", "32"]
+    assert ours.values.shape == (24, 3)
+    assert list(pd.read_csv(result.outputs.out_file, sep="\t").columns) == ours.columns
+    # the masker's values, read by pandas (header=0 whatever the names), cleaned by nilearn
+    raw = pd.read_csv(masker.outputs.out_file, sep="\t").to_numpy(dtype=np.float64)
+    expected = _quiet(NilearnLabelsMasker(labels_img=str(atlas_file)).fit_transform, str(bold))
+    np.testing.assert_allclose(raw, expected, rtol=1e-6)  # float32 round-off
+    reference = nl_signal.clean(raw, **options)
+    np.testing.assert_allclose(ours.values, reference, rtol=1e-8, atol=1e-10)
+
+
 def test_clean_signals_clamps_a_cutoff_above_nyquist_with_a_warning(tables, work):
     with pytest.warns(UserWarning, match="Nyquist"):
         result = CleanSignals(in_file=tables["tsv"], low_pass=0.3, t_r=2.0,

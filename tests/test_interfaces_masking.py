@@ -145,3 +145,91 @@ def test_masker_cleaning_inputs_match_nilearn(tmp_path):
     ours = np.load(result.outputs.out_file)
     # z-scored values: float32 filtering and projection round-off, 1e-5 of the scale
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_boolean_volumes_select_a_mask_as_nilearn_index_img(epi_file, tmp_path, as_array):
+    """``volumes=[False, True, ...]`` keeps the True volumes (not the indices 0 and 1)."""
+    from nilearn.image import index_img
+
+    keep = [False, True, True] * 4  # one per volume: 8 of the 12 kept
+    volumes = np.array(keep) if as_array else keep
+    result = NiftiMasker(in_file=str(epi_file), mask_strategy="epi", volumes=volumes).run(
+        cwd=str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = NilearnMasker(mask_strategy="epi").fit_transform(
+            index_img(str(epi_file), np.array(keep)))
+    assert result.outputs.volumes == [i for i, kept in enumerate(keep) if kept]
+    np.testing.assert_array_equal(np.load(result.outputs.out_file), reference)
+
+
+def test_boolean_volumes_of_another_length_are_refused(epi_file, tmp_path):
+    with pytest.raises(ValueError, match="volumes: a boolean mask needs one entry per volume; "
+                       "got 4 booleans for an image with 12 volumes"):
+        NiftiMasker(in_file=str(epi_file), volumes=[True, False, True, True]).run(
+            cwd=str(tmp_path))
+    assert not list(tmp_path.glob("*.npy"))
+
+
+@pytest.fixture
+def nan_slab_file(tmp_path):
+    """A run whose first three x-planes are NaN: compute_epi_mask's ensure_finite decides."""
+    data, _ = make_epi(seed=5)
+    data = data.copy()
+    data[:3] = np.nan
+    data[4, 4, 4, 2] = np.inf
+    img = nib.Nifti1Image(data, oblique_affine())
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = 2.0
+    path = tmp_path / "sub-01_task-rest_bold.nii.gz"
+    nib.save(img, path)
+    return path
+
+
+def test_cleaning_ensure_finite_with_detrend_matches_nilearn_clean_args(nan_slab_file, tmp_path):
+    """``ensure_finite`` is the cleaning option (nilearn: ``clean_args``), not a mask argument:
+    it used to be refused by the default mask strategy ('background')."""
+    with pytest.warns(RuntimeWarning, match="voxels held NaN or inf values"):
+        result = NiftiMasker(in_file=str(nan_slab_file), detrend=True, ensure_finite=True).run(
+            cwd=str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = NilearnMasker(detrend=True, clean_args={"ensure_finite": True}
+                                  ).fit_transform(str(nan_slab_file))
+    ours = np.load(result.outputs.out_file)
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("how", ["trait", "mask_args"])
+def test_mask_ensure_finite_matches_nilearn_mask_args(nan_slab_file, tmp_path, how):
+    """The EPI mask's ``ensure_finite``: ``mask_ensure_finite`` or ``mask_args``, as nilearn's
+    ``mask_args={'ensure_finite': ...}``; both values give nilearn's outcome."""
+    def ours(value):
+        given = ({"mask_ensure_finite": value} if how == "trait"
+                 else {"mask_args": {"ensure_finite": value}})
+        return NiftiMasker(in_file=str(nan_slab_file), mask_strategy="epi", detrend=True,
+                           ensure_finite=True, **given).run(cwd=str(tmp_path))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nilearn_masker = NilearnMasker(mask_strategy="epi", mask_args={"ensure_finite": True},
+                                       detrend=True, clean_args={"ensure_finite": True})
+        reference = nilearn_masker.fit_transform(str(nan_slab_file))
+        with pytest.raises(ValueError, match="empty"):  # the NaN slab swamps the histogram
+            NilearnMasker(mask_strategy="epi", mask_args={"ensure_finite": False}).fit(
+                str(nan_slab_file))
+    with pytest.warns(RuntimeWarning, match="voxels held NaN or inf values"):
+        result = ours(True)
+    np.testing.assert_array_equal(nib.load(result.outputs.mask_file).get_fdata() != 0,
+                                  nilearn_masker.mask_img_.get_fdata() != 0)
+    np.testing.assert_allclose(np.load(result.outputs.out_file), reference, rtol=0,
+                               atol=1e-5 * np.abs(reference).max())
+    with (pytest.raises(ValueError, match="computed an empty mask"),
+          pytest.warns(UserWarning, match="Computed an empty mask")):
+        ours(False)
+    mask = ComputeMask(in_file=str(nan_slab_file), mask_strategy="epi", mask_ensure_finite=True
+                       ).run(cwd=str(tmp_path))
+    np.testing.assert_array_equal(nib.load(mask.outputs.mask_file).get_fdata() != 0,
+                                  nilearn_masker.mask_img_.get_fdata() != 0)

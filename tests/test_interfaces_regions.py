@@ -369,7 +369,7 @@ def test_bad_seeds_file(files, tmp_path):
            tmp_path, "seeds_file", "must name the columns x, y, z", "missing ['z']")
     path.write_text("x\ty\tz\n1\t2\tabc\n")
     _fails(NiftiSpheresMasker(in_file=files["bold"], seeds_file=str(path), radius=4.0),
-           tmp_path, "seeds_file", "line 2", "column 'z' must be a number, got 'abc'")
+           tmp_path, "seeds_file", "line 2", "'abc' in column 'z' is not a number")
 
 
 def test_bad_lut_file(files, tmp_path):
@@ -396,3 +396,51 @@ def test_bad_signals_for_another_atlas(files, tmp_path):
         cwd=str(tmp_path))
     _fails(SignalsToImage(in_file=result.outputs.out_file, labels_file=files["atlas"]),
            tmp_path, "in_file: 4 columns for the 5 labels", "expected one column per label")
+
+
+def test_labels_boolean_volumes_are_a_mask_as_nilearn_index_img(files, tmp_path):
+    from nilearn.image import index_img
+
+    keep = np.arange(N_VOLUMES) % 3 != 0
+    result = NiftiLabelsMasker(in_file=files["bold"], labels_file=files["atlas"],
+                               lut_file=files["lut"], volumes=keep.tolist()).run(
+        cwd=str(tmp_path))
+    ref = _nilearn(NlLabels(files["atlas"], lut=files["lut"]), index_img(files["bold"], keep))
+    assert result.outputs.volumes == np.flatnonzero(keep).tolist()
+    _close32(_read_tsv(result.outputs.out_file).to_numpy(), ref)
+
+
+def test_output_names_on_an_fmriprep_bold_have_one_desc(files, tmp_path):
+    """Masker outputs replace the BOLD's ``desc-preproc`` (they used to append a second desc)."""
+    from nipype_maskers.bids import parse_entities
+    from nipype_maskers.interfaces.masking import NiftiMasker
+
+    stem = "sub-01_task-rest_space-MNI152NLin2009cAsym"
+    bold = tmp_path / f"{stem}_desc-preproc_bold.nii.gz"
+    bold.symlink_to(files["bold"])
+    runs = {
+        "labels": NiftiLabelsMasker(in_file=str(bold), labels_file=files["atlas"]),
+        "maps": NiftiMapsMasker(in_file=str(bold), maps_file=files["maps"]),
+        "spheres": NiftiSpheresMasker(in_file=str(bold), seeds=[(-3.0, -6.9, -1.0)],
+                                      radius=4.0),
+    }
+    names = []
+    for kind, interface in runs.items():
+        (tmp_path / kind).mkdir()
+        outputs = interface.run(cwd=str(tmp_path / kind)).outputs
+        assert Path(outputs.out_file).name == f"{stem}_desc-{kind}_timeseries.tsv"
+        assert Path(outputs.regions_file).name == f"{stem}_desc-{kind}_regions.tsv"
+        names += [outputs.out_file, outputs.regions_file]
+        back = SignalsToImage(in_file=outputs.out_file, mask_file=files["brain"],
+                              **({"labels_file": files["atlas"]} if kind == "labels" else
+                                 {"maps_file": files["maps"]} if kind == "maps" else
+                                 {"seeds": [(-3.0, -6.9, -1.0)], "radius": 4.0})
+                              ).run(cwd=str(tmp_path / kind))
+        assert Path(back.outputs.out_file).name == f"{stem}_desc-{kind}_unmasked.nii.gz"
+        names.append(back.outputs.out_file)
+    (tmp_path / "voxels").mkdir()
+    outputs = NiftiMasker(in_file=str(bold)).run(cwd=str(tmp_path / "voxels")).outputs
+    names += [outputs.out_file, outputs.mask_file]
+    for name in names:
+        assert Path(name).name.count("desc-") == 1, name
+        parse_entities(name)  # a BIDS name: raises on a repeated entity

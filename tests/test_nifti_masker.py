@@ -18,6 +18,7 @@ from nilearn.maskers import NiftiMasker
 from synthetic import make_epi, oblique_affine
 
 from nipype_maskers.core.io import images as image
+from nipype_maskers.core.io import volumes as volume_io
 from nipype_maskers.core.io.images import ImageError
 from nipype_maskers.core.spatial.masking import MaskError
 from nipype_maskers.core.voxels import masker as nifti_masker
@@ -105,8 +106,8 @@ def test_3d_image_gives_one_row(epi_file, tmp_path):
 
 def test_reader_streams_the_file_once(epi_file, monkeypatch):
     opened = []
-    real_open = image._open_stream
-    monkeypatch.setattr(image, "_open_stream", lambda f: opened.append(f) or real_open(f))
+    real_open = volume_io._open_stream
+    monkeypatch.setattr(volume_io, "_open_stream", lambda f: opened.append(f) or real_open(f))
     mask = nifti_masker.mask_volumes(epi_file, mask_strategy="epi").mask
     assert len(opened) == 2  # one pass for the mean, one for the rows
     opened.clear()
@@ -178,18 +179,42 @@ def test_absurd_header_is_refused_before_allocating(tmp_path):
 
 
 def test_resolve_volumes_matches_index_img_semantics():
-    np.testing.assert_array_equal(image.resolve_volumes(slice(None, None, -3), 10), [9, 6, 3, 0])
-    np.testing.assert_array_equal(image.resolve_volumes([-1, 0], 4), [3, 0])
-    with pytest.raises(ValueError, match="one entry per volume \\(4\\)"):
-        image.resolve_volumes([True, False], 4)
+    np.testing.assert_array_equal(volume_io.resolve_volumes(slice(None, None, -3), 10),
+                                  [9, 6, 3, 0])
+    np.testing.assert_array_equal(volume_io.resolve_volumes([-1, 0], 4), [3, 0])
+    with pytest.raises(ValueError, match="volumes: a boolean mask needs one entry per volume; "
+                       "got 2 booleans for an image with 4 volumes"):
+        volume_io.resolve_volumes([True, False], 4)
     with pytest.raises(ValueError, match="expected an int, a slice"):
-        image.resolve_volumes([0.5], 4)
+        volume_io.resolve_volumes([0.5], 4)
 
 
-@pytest.mark.parametrize("index", [3, slice(2, 9, 3), [7, 1, 1], [True, False] * 6])
+@pytest.mark.parametrize("index", [3, slice(2, 9, 3), [7, 1, 1], [True, False] * 6,
+                                   np.array([False, True, True] * 4), [0, 1, 1, 0]])
 def test_index_img_matches_nilearn(epi_int16_file, index):
-    ours = image.index_img(epi_int16_file, index)
+    ours = volume_io.index_img(epi_int16_file, index)
     theirs = index_img(str(epi_int16_file), index)
     assert ours.shape == theirs.shape
     np.testing.assert_array_equal(np.asanyarray(ours.dataobj), theirs.get_fdata())
     np.testing.assert_array_equal(ours.affine, theirs.affine)
+
+
+@pytest.mark.parametrize("mask", [[False, True, True] * 4, np.array([True, False] * 6)])
+def test_boolean_volumes_are_a_mask_as_in_nilearn_index_img(epi_file, mask):
+    """Booleans select volumes as a mask (numpy's reading), never the indices 0 and 1."""
+    ours = nifti_masker.mask_volumes(epi_file, mask_strategy="epi", volumes=mask)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = NiftiMasker(mask_strategy="epi").fit_transform(
+            index_img(str(epi_file), np.asarray(mask)))
+    np.testing.assert_array_equal(ours.volumes, np.flatnonzero(mask))
+    np.testing.assert_array_equal(ours.signals, theirs)
+
+
+@pytest.mark.parametrize("volumes, given", [([True, False] * 5, "got 10 booleans"),
+                                            (np.ones(13, bool), "got 13 booleans"),
+                                            (np.ones((12, 1), bool), "shape \\(12, 1\\)"),
+                                            (True, "a single boolean")])
+def test_boolean_volumes_of_the_wrong_length_are_refused(epi_file, volumes, given):
+    with pytest.raises(ValueError, match=f"^volumes: .*{given}.* 12 volumes"):
+        nifti_masker.mask_volumes(epi_file, volumes=volumes)

@@ -325,11 +325,11 @@ def test_read_seed_formats(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "no seeds"),
+        ("", "the file is empty"),
         ("x,y,z\n", r"no seeds \(only a header\)"),
         ("x,y,name\n1,2,a\n", r"missing \['z'\]"),
-        ("x,y,z\n1,2\n", r"line 2: 2 cells, the header has 3"),
-        ("x,y,z\n1,two,3\n", r"line 2: column 'y' must be a number, got 'two'"),
+        ("x,y,z\n1,2\n", r"line 2 has 2 cells, the header has 3"),
+        ("x,y,z\n1,two,3\n", r"line 2: 'two' in column 'y' is not a number"),
         ("x\ty\tz\n1\t2\tnan\n", r"line 2: column 'z' is not finite"),
         ("x,y,z,X\n1,2,3,4\n", r"duplicated columns \['x'\]"),
         ("1 2 3 4\n", "without header must have 3 columns"),

@@ -10,8 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from nipype_maskers.core.io import images as image
-from nipype_maskers.core.io import streaming
+from nipype_maskers.core.io import streaming, volumes
 from nipype_maskers.core.io.images import ImageError, load_img
 from nipype_maskers.core.io.streaming import check_threads
 from nipype_maskers.core.regions import maskers as region_maskers
@@ -95,7 +94,7 @@ def test_a_corrupt_stream_fails_cleanly_in_threads(epi_file, tmp_path):
 
 def test_stopping_early_closes_the_file_and_the_threads(epi_file, monkeypatch):
     closed = []
-    real_open = image._open_stream
+    real_open = volumes._open_stream
 
     def tracked(filename):
         stream = real_open(filename)
@@ -103,7 +102,7 @@ def test_stopping_early_closes_the_file_and_the_threads(epi_file, monkeypatch):
         stream.close = lambda: closed.append(filename) or real_close()
         return stream
 
-    monkeypatch.setattr(image, "_open_stream", tracked)
+    monkeypatch.setattr(volumes, "_open_stream", tracked)
     before = threading.active_count()
     rows = streaming.map_volumes(load_img(epi_file), np.arange(12), np.sum,
                                  dtype=np.float32, n_threads=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,43 +15,67 @@ from nipype_maskers.interfaces.bids import WriteDerivatives
 from nipype_maskers.interfaces.cleaning import CleanImage
 from nipype_maskers.interfaces.masking import ComputeMask
 
-from .denoise import init_confounds_node
-from .nodes import bookkeeping_node, heavy_node
+from .denoise import bold_clean_inputs, init_confounds_node
+from .nodes import bookkeeping_node, heavy_node, preset_t_r
+from .outputs import UNWRITTEN_FIELDS, connect_unwritten_outputs
 from .resources import estimate_mem_gb
+from .shape import resolve_bold_shape
 from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas, init_timeseries_wf
 
 #: nilearn strategies that only censor volumes (they add no confound column)
 _CENSORING_ONLY = {"scrub", "non_steady_state"}
 
+#: What a sidecar says of its censored volumes (``CensoredVolumesHandling``), by output kind
+#: and ``censored`` mode.
+_CENSORED_HANDLING = {
+    ("timeseries", "drop"): "dropped: one row per kept volume",
+    ("timeseries", "nan"): "kept as n/a rows: one row per volume of the run",
+    ("bold", "drop"): "dropped: one volume per kept volume",
+    ("bold", "nan"): "kept as volumes of NaN (in the brain mask): one volume per volume of "
+                     "the run",
+}
 
-def _sidecar_metadata(static: list, t_r, sample_mask, n_volumes: int, mask_file=None,
-                      confounds_file=None, atlas_files: list | None = None) -> list:
+
+def _sidecar_metadata(static: list, t_r=None, sample_mask=None, n_volumes: int = 1,
+                      mask_file=None, confounds_file=None, atlas_files: list | None = None,
+                      t_r_origin=None, given_t_r_origin=None, bold_file=None,
+                      bold_sha256=None) -> list:
     """Per-output sidecar fields known only at run time: TR, censoring, input hashes.
 
-    A Nipype Function node (its imports are inside).
+    A Nipype Function node (its imports are inside). Every input but ``static`` has a
+    default: a node output left unset (a TR nobody knows) is not passed to the function.
+    ``t_r_origin`` is the cleaning node's ``t_r_source``; when it is the ``t_r`` input,
+    ``given_t_r_origin`` (the inputnode's ``t_r_source``) says where that came from.
+    ``bold_sha256`` comes from the step that streamed the BOLD: it is not read again here.
     """
-    import hashlib
     import os
 
+    from nipype_maskers.bids_dataset import file_sha256
+
     hashes = {}
+    if bold_file and bold_sha256:
+        hashes[os.path.basename(str(bold_file))] = bold_sha256
     for path in [mask_file, confounds_file, *(atlas_files or [])]:
         if path and os.path.isfile(str(path)):
-            digest = hashlib.sha256()
-            with open(path, "rb") as stream:
-                for chunk in iter(lambda: stream.read(1 << 20), b""):
-                    digest.update(chunk)
-            hashes[os.path.basename(str(path))] = digest.hexdigest()
+            hashes[os.path.basename(str(path))] = file_sha256(path)
     out = []
     for fields in static:
         fields = dict(fields)
         kind = fields.pop("_kind", None)
+        handling = fields.pop("_censored", None)
         if t_r:
+            if kind in ("bold", "timeseries", "confounds"):
+                fields["RepetitionTimeSource"] = (
+                    (given_t_r_origin or "t_r given to the workflow")
+                    if t_r_origin == "input t_r" else (t_r_origin or "unknown"))
             if kind == "bold":
                 fields["RepetitionTime"] = float(t_r)
             elif kind in ("timeseries", "confounds"):
                 fields["SamplingFrequency"] = 1.0 / float(t_r)
         if sample_mask is not None and len(sample_mask) < n_volumes and kind != "regions":
             fields["CensoredVolumes"] = sorted(set(range(n_volumes)) - set(sample_mask))
+            if handling:
+                fields["CensoredVolumesHandling"] = handling
         if hashes:
             fields["InputSHA256"] = hashes
         out.append(fields)
@@ -59,8 +84,9 @@ def _sidecar_metadata(static: list, t_r, sample_mask, n_volumes: int, mask_file=
 
 def init_maskers_wf(
     *,
-    output_dir: Path,
-    bold_shape: Sequence[int],
+    output_dir: Path | None = None,
+    bold_shape: Sequence[int] | None = None,
+    bold_file: str | os.PathLike | None = None,
     mask_strategy: str = "fmriprep",
     mask_args: dict[str, Any] | None = None,
     denoise_strategy: str | None = "simple",
@@ -70,8 +96,12 @@ def init_maskers_wf(
     labels: Sequence[LabelsAtlas] = (),
     maps: Sequence[MapsAtlas] = (),
     spheres: Sequence[SpheresAtlas] = (),
+    atlas_space: str | None = None,
     denoised_bold: bool = True,
+    standardize_bold: str | None = None,
+    censored: str = "drop",
     report: bool = False,
+    write_derivatives: bool = True,
     omp_nthreads: int = 1,
     name: str = "maskers_wf",
 ) -> pe.Workflow:
@@ -80,19 +110,26 @@ def init_maskers_wf(
     Workflow Graph
         .. code-block:: text
 
-            inputnode(bold_file, mask_file, confounds_file)
+            inputnode(bold_file, mask_file, confounds_file, t_r, t_r_source)
               -> compute_mask (unless mask_strategy='fmriprep': fMRIPrep's mask is used)
               -> load_confounds
               -> clean_image (denoised BOLD)          --\\
               -> timeseries_wf (labels/maps/spheres) ---> sidecar_metadata -> write_derivatives
               -> report_wf (optional HTML report)    --/                   -> outputnode
 
+        With ``write_derivatives=False`` the last step is ``sidecar_columns -> outputnode``
+        (files, entities, metadata): the parent pipeline writes them with its own sink.
+
     Parameters
     ----------
-    output_dir : Path
-        The BIDS-derivatives folder.
-    bold_shape : (x, y, z, t)
-        The run's shape (from its header), for each node's ``mem_gb``.
+    output_dir : Path, optional
+        The BIDS-derivatives folder (required when ``write_derivatives``).
+    bold_shape : (x, y, z, t), optional
+        The run's shape, for each node's ``mem_gb`` and the sidecars' censored volumes.
+    bold_file : path, optional
+        The run, when ``bold_shape`` is not given: its header is read now (not the data) for
+        the shape. One of the two is required. The inputnode's ``bold_file`` is still to be
+        connected or set.
     mask_strategy : str
         'fmriprep' (use the run's ``desc-brain_mask``) or one of nilearn's strategies.
     mask_args : dict, optional
@@ -103,16 +140,33 @@ def init_maskers_wf(
     confounds_args : dict, optional
         LoadConfounds inputs with nilearn's names.
     clean_args : dict, optional
-        Cleaning options shared by the denoised BOLD and the region signals.
+        Cleaning options shared by the denoised BOLD and the region signals; its
+        ``standardize`` is the region signals' only (see ``standardize_bold``).
     smoothing_fwhm : float, optional
         Smoothing (mm) before region extraction.
     labels, maps, spheres
         The atlases (see :mod:`nipype_maskers.workflows.timeseries`).
+    atlas_space : str, optional
+        The atlases' space (the command line checks that it is the run's: see
+        :mod:`nipype_maskers.spaces`), recorded as ``AtlasSpace`` in the sidecars of their
+        time series and regions tables; None: not recorded.
     denoised_bold : bool
         Also write the voxel-wise denoised BOLD run.
+    standardize_bold : {None, 'zscore_sample', 'zscore', 'psc'}
+        Standardize the denoised BOLD's voxel time series; None (default): not
+        standardized, whatever ``clean_args['standardize']`` does to the region signals.
+    censored : {'drop', 'nan'}
+        Volumes censored by the confounds strategy: 'drop' (default, as nilearn: the
+        outputs hold the kept volumes) or 'nan' (every volume: ``n/a`` rows in the region
+        time series, NaN volumes in the denoised BOLD). The cleaning excludes them either
+        way; the sidecars list them (``CensoredVolumes``) and say which.
     report : bool
         Also write the run's visual report (``..._report.html``; needs matplotlib, the
         "reports" extra).
+    write_derivatives : bool
+        True: write the derivatives to ``output_dir`` (node ``write_derivatives``). False:
+        stop before writing and hand every output to the outputnode with its entities and
+        metadata, for a parent pipeline's own sink (see :mod:`.outputs`).
     omp_nthreads : int
         CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
         suits MultiProc with more runs than processes; more suits few runs on many cores.
@@ -122,22 +176,48 @@ def init_maskers_wf(
     Inputs
     ------
     bold_file, mask_file, confounds_file
-        One fMRIPrep run (``mask_file`` may be unset when the mask is computed).
+        One fMRIPrep run: the preprocessed BOLD, its brain mask (may be unset when the mask
+        is computed) and fMRIPrep's full ``*_desc-confounds_timeseries.tsv`` (the regressors
+        are selected from it by ``denoise_strategy`` / ``confounds_args``).
+    t_r, t_r_source
+        Optional: the repetition time in seconds (e.g. fMRIPrep's ``RepetitionTime`` from
+        the BOLD's sidecar), which wins over the NIfTI header's, and where it comes from
+        (free text, e.g. "BIDS sidecar 'sub-01_..._bold.json'"). The sidecars record the TR
+        used and its source (``RepetitionTimeSource``: that text, or 'NIfTI header').
 
     Outputs
     -------
     out_files
-        The derivatives written (NIfTI/TSV, each with its JSON sidecar).
+        ``write_derivatives=True``: the derivatives written (NIfTI/TSV, each with its JSON
+        sidecar). False: the files to write (in the work dir), and with them, item for item:
+    entities
+        (False only) Each file's BIDS entities: ``suffix``, ``extension`` and the
+        ``atlas``/``desc`` added to the BOLD's own entities (its ``desc-preproc`` dropped),
+        e.g. ``{'atlas': 'Schaefer400', 'suffix': 'timeseries', 'extension': '.tsv'}``.
+        Set when the workflow is built: ``wf.get_node('outputnode').inputs.entities``.
+    metadata
+        (False only) Each file's sidecar content (TR or sampling frequency, censored volumes,
+        parameters, input hashes, column descriptions), niworkflows' ``meta_dict``.
     """
+    if write_derivatives and output_dir is None:
+        raise ValueError("init_maskers_wf: output_dir is required to write the derivatives; "
+                         "give the BIDS-derivatives folder, or write_derivatives=False")
+    bold_shape = resolve_bold_shape(bold_shape, bold_file, owner="init_maskers_wf",
+                                    default=None)
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(
-        fields=["bold_file", "mask_file", "confounds_file"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=["out_files"]), name="outputnode")
+        fields=["bold_file", "mask_file", "confounds_file", "t_r", "t_r_source"]),
+        name="inputnode")
+    preset_t_r(inputnode, clean_args)
+    outputnode = pe.Node(niu.IdentityInterface(
+        fields=["out_files"] if write_derivatives else list(UNWRITTEN_FIELDS)),
+        name="outputnode")
     use_confounds = bool(denoise_strategy or (confounds_args or {}).get("strategy"))
     parameters = {
         "MaskStrategy": mask_strategy, "MaskArgs": mask_args or {},
         "DenoiseStrategy": denoise_strategy, "ConfoundsArgs": confounds_args or {},
         "Cleaning": clean_args or {}, "SmoothingFWHM": smoothing_fwhm,
+        "StandardizeBold": standardize_bold, "Censored": censored,
         "NipypeMaskersVersion": __version__,
     }
 
@@ -153,7 +233,8 @@ def init_maskers_wf(
         mask_source = (compute_mask, "mask_file")
         outputs.append((compute_mask, "mask_file", {"desc": "brain", "suffix": "mask",
                                                     "extension": ".nii.gz"},
-                        {"_kind": "mask", "Type": "Brain", "MaskStrategy": mask_strategy}))
+                        {"_kind": "mask", "Type": "Brain", "MaskStrategy": mask_strategy,
+                         "Description": "The brain mask every output was computed in"}))
 
     confounds = None
     if use_confounds:
@@ -168,12 +249,15 @@ def init_maskers_wf(
                             {"_kind": "confounds",
                              "Description": "The confounds regressed out of every output"}))
 
-    t_r_source = None
+    # the node that streamed the BOLD, and the prefix of its fields: its TR, where that came
+    # from, and the BOLD's SHA-256 (hashed as it was read: the BOLD is not read again for it)
+    bold_reader: tuple[pe.Node | pe.Workflow, str] | None = None
     if denoised_bold:
-        clean_image = heavy_node(CleanImage(**(clean_args or {})), "clean_image", omp_nthreads,
-                                 estimate_mem_gb("clean_image", bold_shape))
+        clean_image = heavy_node(
+            CleanImage(**bold_clean_inputs(clean_args, standardize_bold, censored)),
+            "clean_image", omp_nthreads, estimate_mem_gb("clean_image", bold_shape))
         workflow.connect([
-            (inputnode, clean_image, [("bold_file", "in_file")]),
+            (inputnode, clean_image, [("bold_file", "in_file"), ("t_r", "t_r")]),
             (mask_source[0], clean_image, [(mask_source[1], "mask_file")]),
         ])  # fmt:skip
         if confounds is not None:
@@ -181,25 +265,33 @@ def init_maskers_wf(
                 ("out_file", "confounds_file"), ("sample_mask_file", "sample_mask_file")])])
         outputs.append((clean_image, "out_file", {"desc": "denoised", "suffix": "bold",
                                                   "extension": ".nii.gz"},
-                        {"_kind": "bold", "SkullStripped": True}))
-        t_r_source = (clean_image, "t_r")
+                        {"_kind": "bold", "_censored": _CENSORED_HANDLING["bold", censored],
+                         "Standardize": standardize_bold, "SkullStripped": True,
+                         "Description": "The preprocessed BOLD run cleaned voxel by voxel in "
+                         "the brain mask (confounds, filters, censoring: see Parameters)"}))
+        bold_reader = (clean_image, "")
 
     if labels or maps or spheres:
         timeseries_wf = init_timeseries_wf(labels=labels, maps=maps, spheres=spheres,
                                            clean_args=clean_args, smoothing_fwhm=smoothing_fwhm,
-                                           bold_shape=bold_shape, omp_nthreads=omp_nthreads)
+                                           bold_shape=bold_shape, omp_nthreads=omp_nthreads,
+                                           censored=censored)
         workflow.connect([
-            (inputnode, timeseries_wf, [("bold_file", "inputnode.bold_file")]),
+            (inputnode, timeseries_wf, [("bold_file", "inputnode.bold_file"),
+                                        ("t_r", "inputnode.t_r")]),
             (mask_source[0], timeseries_wf, [(mask_source[1], "inputnode.mask_file")]),
         ])  # fmt:skip
         if confounds is not None:
             workflow.connect([(confounds, timeseries_wf, [
-                ("out_file", "inputnode.confounds_file"),
+                ("out_file", "inputnode.regressors_file"),
                 ("sample_mask_file", "inputnode.sample_mask_file")])])
         kinds = [("labels", a) for a in labels] + [("maps", a) for a in maps] + [
             ("spheres", a) for a in spheres]
         for index, (kind, atlas) in enumerate(kinds):
-            common = {"_kind": "timeseries", "Atlas": atlas.name, "AtlasKind": kind}
+            common = {"_kind": "timeseries", "Atlas": atlas.name, "AtlasKind": kind,
+                      **({"AtlasSpace": atlas_space} if atlas_space else {}),
+                      "_censored": _CENSORED_HANDLING["timeseries", censored],
+                      "Standardize": (clean_args or {}).get("standardize")}
             what = {"labels": "signal of the region, reduced over its voxels",
                     "maps": "least-squares signal of the map",
                     "spheres": "mean signal of the sphere's voxels"}[kind]
@@ -209,9 +301,8 @@ def init_maskers_wf(
             outputs.append((timeseries_wf, "outputnode.regions_files", {
                 "atlas": atlas.name, "suffix": "regions", "extension": ".tsv",
                 "_index": index}, {**common, "_kind": "regions"}))
-        if t_r_source is None:
-            first = f"{kinds[0][0]}_{kinds[0][1].name}"
-            t_r_source = (timeseries_wf, f"{first}.t_r")
+        if bold_reader is None:  # no denoised BOLD: the first masker node
+            bold_reader = (timeseries_wf, f"{kinds[0][0]}_{kinds[0][1].name}.")
 
     if report:
         from .reports import init_report_wf
@@ -226,7 +317,7 @@ def init_maskers_wf(
         ])  # fmt:skip
         if confounds is not None:
             workflow.connect([(confounds, report_wf, [
-                ("out_file", "inputnode.confounds_file"),
+                ("out_file", "inputnode.regressors_file"),
                 ("sample_mask_file", "inputnode.sample_mask_file")])])
         if labels or maps or spheres:
             workflow.connect([(timeseries_wf, report_wf, [
@@ -251,31 +342,44 @@ def init_maskers_wf(
     metadata = bookkeeping_node(
         niu.Function(function=_sidecar_metadata,
                      input_names=["static", "t_r", "sample_mask", "n_volumes", "mask_file",
-                                  "confounds_file", "atlas_files"],
+                                  "confounds_file", "atlas_files", "t_r_origin",
+                                  "given_t_r_origin", "bold_file", "bold_sha256"],
                      output_names=["metadata"]),
         "sidecar_metadata")
     workflow.connect([
-        (inputnode, metadata, [("mask_file", "mask_file"), ("confounds_file", "confounds_file")]),
+        (inputnode, metadata, [("mask_file", "mask_file"), ("confounds_file", "confounds_file"),
+                               ("t_r_source", "given_t_r_origin")]),
     ])  # fmt:skip
     metadata.inputs.atlas_files = [str(a[1]) for a in (*labels, *maps, *spheres)] + [
         str(a.lut_file) for a in (*labels, *maps) if a.lut_file]
     metadata.inputs.static = static
     metadata.inputs.n_volumes = int(bold_shape[3]) if len(bold_shape) > 3 else 1
-    metadata.inputs.sample_mask = None
-    if t_r_source is not None:
-        workflow.connect(t_r_source[0], t_r_source[1], metadata, "t_r")
-    else:
-        metadata.inputs.t_r = None
     if confounds is not None:
         workflow.connect(confounds, "sample_mask", metadata, "sample_mask")
+    if bold_reader is not None:  # else no TR, no BOLD hash: the inputs keep their defaults
+        reader, prefix = bold_reader
+        workflow.connect([
+            (inputnode, metadata, [("bold_file", "bold_file")]),
+            (reader, metadata, [(f"{prefix}t_r", "t_r"), (f"{prefix}t_r_source", "t_r_origin"),
+                                (f"{prefix}in_file_sha256", "bold_sha256")]),
+        ])  # fmt:skip
+    entities = [{k: v for k, v in e.items() if not k.startswith("_")} for _, _, e, _ in outputs]
+    if not write_derivatives:
+        connect_unwritten_outputs(workflow, files=(merge, "out"),
+                                  metadata=(metadata, "metadata"),
+                                  source=(inputnode, "bold_file"), entities=entities,
+                                  outputnode=outputnode)
+        return workflow
     write = pe.Node(WriteDerivatives(base_directory=str(output_dir)), name="write_derivatives",
                     mem_gb=estimate_mem_gb("sink", bold_shape))
-    write.inputs.entities = [{k: v for k, v in e.items() if not k.startswith("_")}
-                             for _, _, e, _ in outputs]
+    write.inputs.entities = entities
     workflow.connect([
         (inputnode, write, [("bold_file", "source_file")]),
         (merge, write, [("out", "in_files")]),
         (metadata, write, [("metadata", "metadata")]),
         (write, outputnode, [("out_files", "out_files")]),
     ])  # fmt:skip
+    if bold_reader is not None:  # the BOLD is not read a second time for SourceSHA256
+        workflow.connect(bold_reader[0], f"{bold_reader[1]}in_file_sha256", write,
+                         "source_sha256")
     return workflow

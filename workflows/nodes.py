@@ -24,3 +24,15 @@ def heavy_node(interface, name: str, omp_nthreads: int, mem_gb: float | None = N
     Nipype also sets as the interface's ``num_threads``) and ``mem_gb`` when estimated."""
     extra = {} if mem_gb is None else {"mem_gb": mem_gb}
     return pe.Node(interface, name=name, n_procs=omp_nthreads, **extra)
+
+
+def preset_t_r(inputnode: pe.Node, clean_args: dict | None) -> None:
+    """Give the inputnode's ``t_r`` the factory's ``clean_args['t_r']`` as its value.
+
+    The cleaning nodes take ``t_r`` from the inputnode (a parent pipeline connects fMRIPrep's
+    TR there); an inputnode field left unset would pass Undefined on and erase the value
+    set from ``clean_args``. Unset both ways, the nodes read the TR from the NIfTI header.
+    """
+    t_r = (clean_args or {}).get("t_r")
+    if t_r is not None:
+        inputnode.inputs.t_r = float(t_r)

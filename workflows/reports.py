@@ -21,7 +21,7 @@ from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas
 #: Memory of a report node (GB): a run's mean, one 3D volume at a time, a figure; measured
 #: peak 0.37 GB (process included) on a 300-volume MNI 2 mm run.
 MEM_GB = 0.5
-INPUT_FIELDS = ["bold_file", "mask_file", "mask_strategy", "confounds_file",
+INPUT_FIELDS = ["bold_file", "mask_file", "mask_strategy", "regressors_file",
                 "sample_mask_file", "fd_file", "timeseries_files", "regions_files",
                 "parameters"]
 
@@ -75,8 +75,9 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
         The run and the mask used.
     mask_strategy
         How the mask was made (written on the mask report); optional.
-    confounds_file, sample_mask_file
-        LoadConfounds' selected confounds and kept volumes; optional.
+    regressors_file, sample_mask_file
+        LoadConfounds' selected regressors and kept volumes (``init_denoise_wf``'s outputs of
+        the same names); optional.
     fd_file
         A table with a ``framewise_displacement`` column (fMRIPrep's confounds TSV); optional.
     timeseries_files, regions_files
@@ -110,7 +111,7 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
                                   ("mask_strategy", "mask_strategy")]),
         (summarize, report_mask, [("mean_file", "in_file")]),
         (summarize, report_signals, [("carpet_file", "in_file"), ("t_r", "t_r")]),
-        (inputnode, report_signals, [("confounds_file", "confounds_file"),
+        (inputnode, report_signals, [("regressors_file", "confounds_file"),
                                      ("sample_mask_file", "sample_mask_file"),
                                      ("fd_file", "fd_file")]),
         (report_mask, merge, [("out_report", "in1")]),

@@ -22,8 +22,7 @@ def _volume_gb(shape: Sequence[int], bytes_per_value: int = 4) -> float:
     return shape[0] * shape[1] * shape[2] * bytes_per_value / _GB
 
 
-def estimate_mem_gb(kind: str, bold_shape: Sequence[int], *, n_maps: int = 0,
-                    mask_fraction: float | None = None) -> float:
+def estimate_mem_gb(kind: str, bold_shape: Sequence[int], *, n_maps: int = 0) -> float:
     """Estimated peak memory (GB) of one node working on a run of shape ``bold_shape``.
 
     Parameters
@@ -35,8 +34,6 @@ def estimate_mem_gb(kind: str, bold_shape: Sequence[int], *, n_maps: int = 0,
         Shape of the BOLD run.
     n_maps : int
         Number of maps, for 'maps' (their (voxels x maps) matrix is held).
-    mask_fraction : float, optional
-        Fraction of the grid inside the mask (default: a brain in an MNI field of view).
 
     Examples
     --------
@@ -48,8 +45,7 @@ def estimate_mem_gb(kind: str, bold_shape: Sequence[int], *, n_maps: int = 0,
     """
     n_volumes = bold_shape[3] if len(bold_shape) > 3 else 1
     volume = _volume_gb(bold_shape)
-    fraction = BRAIN_FRACTION if mask_fraction is None else mask_fraction
-    matrix = volume * fraction * n_volumes
+    matrix = volume * BRAIN_FRACTION * n_volumes  # the mask's voxels: a brain in an MNI FOV
     few_volumes = 8 * volume  # read-ahead, resampling and smoothing buffers, the mean
     if kind in ("confounds", "sink"):
         return BASE_GB

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,8 +17,9 @@ from nipype_maskers.interfaces.regions import (
     NiftiSpheresMasker,
 )
 
-from .nodes import bookkeeping_node, heavy_node
+from .nodes import bookkeeping_node, heavy_node, preset_t_r
 from .resources import estimate_mem_gb
+from .shape import DEFAULT_BOLD_SHAPE, resolve_bold_shape
 
 
 class LabelsAtlas(NamedTuple):
@@ -48,11 +50,14 @@ class SpheresAtlas(NamedTuple):
 def extraction_nodes(
     *, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
     spheres: Sequence[SpheresAtlas] = (), clean_args: dict[str, Any] | None = None,
-    smoothing_fwhm: float | None = None, bold_shape: Sequence[int] = (97, 115, 97, 300),
-    omp_nthreads: int = 1,
+    smoothing_fwhm: float | None = None, bold_shape: Sequence[int] = DEFAULT_BOLD_SHAPE,
+    omp_nthreads: int = 1, censored: str = "drop",
 ) -> list[tuple[str, str, pe.Node]]:
-    """One masker node per atlas: (kind, atlas name, node), nodes named ``<kind>_<atlas>``."""
-    common = dict(clean_args or {})
+    """One masker node per atlas: (kind, atlas name, node), nodes named ``<kind>_<atlas>``.
+
+    ``bold_shape`` is for the memory estimates (:func:`~.shape.resolve_bold_shape` checks it).
+    """
+    common = {**(clean_args or {}), "censored": censored}
     if smoothing_fwhm:
         common["smoothing_fwhm"] = float(smoothing_fwhm)
     nodes = []
@@ -85,8 +90,9 @@ def extraction_nodes(
 def init_timeseries_wf(
     *, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
     spheres: Sequence[SpheresAtlas] = (), clean_args: dict[str, Any] | None = None,
-    smoothing_fwhm: float | None = None, bold_shape: Sequence[int] = (97, 115, 97, 300),
-    omp_nthreads: int = 1, name: str = "timeseries_wf",
+    smoothing_fwhm: float | None = None, bold_shape: Sequence[int] | None = None,
+    bold_file: str | os.PathLike | None = None, omp_nthreads: int = 1,
+    censored: str = "drop", name: str = "timeseries_wf",
 ) -> pe.Workflow:
     """Extract region signals for any combination of labels, maps and spheres atlases.
 
@@ -97,10 +103,14 @@ def init_timeseries_wf(
     Workflow Graph
         .. code-block:: text
 
-            inputnode(bold_file, mask_file, confounds_file, sample_mask_file)
+            inputnode(bold_file, mask_file, regressors_file, sample_mask_file, t_r)
               |-> labels_<atlas>  --\\
               |-> maps_<atlas>    ---> merge_timeseries, merge_regions -> outputnode
               |-> spheres_<atlas> --/
+
+    In an fMRIPrep-style parent: ``bold_file`` and ``mask_file`` from fMRIPrep's outputs,
+    ``regressors_file`` and ``sample_mask_file`` from a LoadConfounds node (or from
+    ``init_denoise_wf``'s outputnode, same names), never fMRIPrep's full confounds table.
 
     Parameters
     ----------
@@ -111,11 +121,20 @@ def init_timeseries_wf(
         ``high_pass``, ``t_r``, ``filter`` ...).
     smoothing_fwhm : float, optional
         Smoothing before extraction, in mm.
-    bold_shape : (x, y, z, t)
+    bold_shape : (x, y, z, t), optional
         The run's shape, for the nodes' memory estimates.
+    bold_file : path, optional
+        The run, when ``bold_shape`` is not given: its header is read now (not the data) for
+        the shape. Neither: a 300-volume MNI 2 mm run is assumed
+        (:data:`~nipype_maskers.workflows.shape.DEFAULT_BOLD_SHAPE`). The inputnode's
+        ``bold_file`` is still to be connected or set.
     omp_nthreads : int
         CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
         suits MultiProc with more runs than processes; more suits few runs on many cores.
+    censored : {'drop', 'nan'}
+        The volumes ``sample_mask_file`` censors: 'drop' (one row per kept volume, as
+        nilearn) or 'nan' (one row per volume, ``n/a`` for the censored ones, so that task
+        onsets stay aligned). The cleaning excludes them either way.
     name : str
         Workflow name.
 
@@ -123,8 +142,16 @@ def init_timeseries_wf(
     ------
     bold_file, mask_file
         The run and its brain mask.
-    confounds_file, sample_mask_file
-        The confounds to regress out and the kept volumes (from LoadConfounds); optional.
+    regressors_file
+        The SELECTED regressors, every column regressed out (LoadConfounds' ``out_file``:
+        a TSV with a header row, one row per volume); optional. Not fMRIPrep's full
+        ``*_desc-confounds_timeseries.tsv``, whose every column would be regressed out.
+    sample_mask_file
+        The kept volumes (LoadConfounds' ``sample_mask_file``); optional.
+    t_r
+        The repetition time in seconds, e.g. fMRIPrep's ``RepetitionTime`` (BOLD sidecar);
+        optional (unset: ``clean_args['t_r']``, else the NIfTI header's). It wins over the
+        header, and the outputs say which was used.
 
     Outputs
     -------
@@ -133,15 +160,17 @@ def init_timeseries_wf(
     atlas_names, atlas_kinds
         The atlas of each file and its kind ('labels', 'maps', 'spheres').
     """
+    bold_shape = resolve_bold_shape(bold_shape, bold_file, owner="init_timeseries_wf")
     nodes = extraction_nodes(labels=labels, maps=maps, spheres=spheres, clean_args=clean_args,
                              smoothing_fwhm=smoothing_fwhm, bold_shape=bold_shape,
-                             omp_nthreads=omp_nthreads)
+                             omp_nthreads=omp_nthreads, censored=censored)
     if not nodes:
         raise ValueError("init_timeseries_wf: no atlas given (labels, maps or spheres)")
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(
-        fields=["bold_file", "mask_file", "confounds_file", "sample_mask_file"]),
+        fields=["bold_file", "mask_file", "regressors_file", "sample_mask_file", "t_r"]),
         name="inputnode")
+    preset_t_r(inputnode, clean_args)
     outputnode = pe.Node(niu.IdentityInterface(
         fields=["timeseries_files", "regions_files", "atlas_names", "atlas_kinds"]),
         name="outputnode")
@@ -152,8 +181,8 @@ def init_timeseries_wf(
     for index, (_, _, node) in enumerate(nodes, start=1):
         workflow.connect([
             (inputnode, node, [("bold_file", "in_file"), ("mask_file", "mask_file"),
-                               ("confounds_file", "confounds_file"),
-                               ("sample_mask_file", "sample_mask_file")]),
+                               ("regressors_file", "confounds_file"),
+                               ("sample_mask_file", "sample_mask_file"), ("t_r", "t_r")]),
             (node, merge_timeseries, [("out_file", f"in{index}")]),
             (node, merge_regions, [("regions_file", f"in{index}")]),
         ])  # fmt:skip

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .checks import repetition_times, select_for_atlases, with_stated_space
 from .parser import UsageError, execution_options, processing_options
 
 CLUSTER_PLUGINS = ("SLURM", "SLURMGraph", "SGE", "SGEGraph")
@@ -31,8 +32,13 @@ def _check_run(run, options: dict[str, Any], label: str) -> None:
                          f"'{run.bold.name}'; pass --denoise none to skip denoising")
 
 
-def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Path):
-    """The top workflow: one ``init_maskers_wf`` per run, named after the run's entities."""
+def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Path,
+                   t_rs: dict | None = None):
+    """The top workflow: one ``init_maskers_wf`` per run, named after the run's entities.
+
+    ``t_rs`` maps a run's BOLD to its :class:`~.checks.RepetitionTime`: a TR from the BIDS
+    sidecar or ``--t-r`` is passed in (the workflow reads the header itself).
+    """
     from nipype.pipeline import engine as pe
 
     from ..workflows.base import init_maskers_wf
@@ -52,12 +58,19 @@ def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Pa
             inputs.mask_file = str(run.mask)
         if run.confounds is not None:
             inputs.confounds_file = str(run.confounds)
+        t_r = (t_rs or {}).get(run.bold)
+        if t_r is not None and t_r.value is not None and t_r.source != "NIfTI header":
+            inputs.t_r, inputs.t_r_source = t_r.value, t_r.source
         top.add_nodes([run_wf])
     return top, names
 
 
 def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Path) -> int:
-    """Build, configure and run; print the summary. Returns the exit code."""
+    """Check the runs' repetition times, build, configure and run; print the summary.
+
+    Returns the exit code. A run without the TR a filter needs is refused here, before any
+    folder is made.
+    """
     from nipype import config, logging
 
     from .execution import (
@@ -72,6 +85,7 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
     )
 
     plugin, plugin_args = execution_options(args)
+    t_rs = repetition_times(runs, options["clean_args"])
     if plugin in CLUSTER_PLUGINS:
         from .cluster import prepare_environment
 
@@ -95,7 +109,7 @@ def execute(runs, options: dict[str, Any], args, output_dir: Path, work_dir: Pat
         plugin, nprocs=nprocs, n_runs=len(runs))
     limiter = thread_limits_per_node(omp_nthreads)  # noqa: F841 - kept for the run
     workflow, names = build_workflow(runs, {**options, "omp_nthreads": omp_nthreads},
-                                     output_dir, work_dir)
+                                     output_dir, work_dir, t_rs)
     request_resources(workflow, plugin)
     if plugin.startswith("SLURM") and args.sbatch_args:
         plugin_args.setdefault("sbatch_args", args.sbatch_args)
@@ -143,6 +157,10 @@ def participant(args: argparse.Namespace) -> int:
                                   space=args.space)
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
+    # runs in another space than the atlases': refused when chosen (--space), else skipped
+    selection = select_for_atlases(runs, options, atlas_space_given=args.atlas_space,
+                                   space_selected=args.space is not None)
+    runs, options["atlas_space"] = selection.runs, selection.space
     for run in runs:
         _check_run(run, options, run.bold.name)
     output_dir = args.output_dir.resolve()
@@ -179,6 +197,11 @@ def extract(args: argparse.Namespace) -> int:
     if options["denoise_strategy"] and run.confounds is None:
         raise UsageError("--confounds: needed for --denoise "
                          f"{options['denoise_strategy']} (or pass --denoise none)")
+    # the run's space is its name's space- entity (none: --space, else native); the atlases
+    # must be in it
+    run = run._replace(entities=with_stated_space(run, args.space))
+    options["atlas_space"] = select_for_atlases(
+        [run], options, atlas_space_given=args.atlas_space, space_selected=True).space
     work_dir = (args.work_dir or args.out / "work").resolve()
     return execute([run], options, args, args.out.resolve(), work_dir)
 
@@ -200,6 +223,8 @@ def demo(args: argparse.Namespace) -> int:
     demo_args = build_demo_args(args, atlases)
     options = processing_options(demo_args)
     runs = find_fmriprep_runs(root / "fmriprep")
+    options["atlas_space"] = select_for_atlases(
+        runs, options, atlas_space_given=demo_args.atlas_space, space_selected=False).space
     output_dir = root / "nipype_maskers"
     code = execute(runs, options, demo_args, output_dir, root / "work")
     print(f"\nDone in {time.monotonic() - started:.0f} s. Derivatives in {output_dir}:")
@@ -216,12 +241,13 @@ def demo(args: argparse.Namespace) -> int:
 
 def build_demo_args(args: argparse.Namespace, atlases) -> argparse.Namespace:
     """The demo's options, as if given on the command line."""
+    from ..demo.fmriprep import SPACE
     from .parser import build_parsers
 
     argv = [str(args.output_dir / "fmriprep"), str(args.output_dir / "nipype_maskers"),
             "participant", "--atlas", f"{atlases.labels}:{atlases.labels_lut}",
             "--maps", f"{atlases.maps}:{atlases.maps_lut}",
-            "--seeds", str(atlases.seeds), "--radius", "5",
+            "--seeds", str(atlases.seeds), "--radius", "5", "--atlas-space", SPACE,
             "--denoise", "simple", "--high-pass", "0.01", "--low-pass", "0.1",
             "--smoothing-fwhm", "6", "--nprocs", str(args.nprocs)]
     return build_parsers()["participant"].parse_args(argv)

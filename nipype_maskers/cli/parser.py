@@ -22,6 +22,7 @@ from .. import __version__
 
 PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
 DENOISE = ("simple", "scrubbing", "compcor", "ica_aroma", "none")
+STANDARDIZE = ("zscore_sample", "zscore", "psc", "none")
 MASK_STRATEGIES = ("fmriprep", "background", "epi", "whole-brain-template", "gm-template",
                    "wm-template")
 EPILOG = """\
@@ -53,6 +54,13 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
     atlases.add_argument("--seeds", action="append", default=[], metavar="SEEDS",
                          help="TSV/CSV of sphere centres (x, y, z in mm [, name])")
     atlases.add_argument("--radius", type=float, help="sphere radius in mm (with --seeds)")
+    atlases.add_argument("--atlas-space", metavar="SPACE",
+                         help="the space of every --atlas/--maps/--seeds that does not state "
+                         "its own (by a tpl-/space- entity in its name or SpatialReference in "
+                         "its JSON sidecar), e.g. MNI152NLin2009cAsym, T1w, native; one value "
+                         "for all, which must agree with those that do. An atlas is applied "
+                         "only to runs in its space. Unstated and not given: assumed to be "
+                         "the runs' space when they are all in one, else refused")
     cleaning = parser.add_argument_group("denoising (nilearn's names and defaults)")
     cleaning.add_argument("--denoise", choices=DENOISE, default="simple",
                           help="nilearn's load_confounds_strategy preset (default: simple)")
@@ -64,10 +72,24 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
     cleaning.add_argument("--low-pass", type=float, metavar="HZ")
     cleaning.add_argument("--high-pass", type=float, metavar="HZ")
     cleaning.add_argument("--detrend", action="store_true", help="remove linear trends")
-    cleaning.add_argument("--standardize", choices=("zscore_sample", "zscore", "psc", "none"),
-                          default="zscore_sample", help="(default: zscore_sample)")
+    cleaning.add_argument("--standardize", choices=STANDARDIZE, default="zscore_sample",
+                          help="standardize the region time series (default: zscore_sample); "
+                          "the denoised BOLD has its own --standardize-bold")
+    cleaning.add_argument("--standardize-bold", choices=STANDARDIZE, default="none",
+                          help="standardize each voxel of the denoised BOLD (default: none: "
+                          "the denoised BOLD keeps its units, as XCP-D and fMRIPrep users "
+                          "expect)")
+    cleaning.add_argument("--censored", choices=("drop", "nan"), default="drop",
+                          help="volumes censored by the denoising (scrubbing, non-steady "
+                          "state): 'drop' leaves them out of the outputs, as nilearn "
+                          "(default); 'nan' keeps every volume, as n/a rows in the time "
+                          "series TSVs and NaN volumes in the denoised BOLD, so that task "
+                          "onsets stay aligned. Either way the cleaning excludes them and "
+                          "the sidecars list them (CensoredVolumes)")
     cleaning.add_argument("--t-r", type=float, metavar="SECONDS",
-                          help="repetition time (default: from the NIfTI header)")
+                          help="repetition time of every run (default: RepetitionTime in the "
+                          "BOLD's BIDS JSON sidecar, else the NIfTI header; a disagreement "
+                          "above 1%% is a warning)")
     cleaning.add_argument("--no-denoised-bold", action="store_true",
                           help="do not write the voxel-wise denoised BOLD run")
     cleaning.add_argument("--no-reports", action="store_true",
@@ -119,7 +141,11 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     select.add_argument("--session-label", metavar="LABEL")
     select.add_argument("--task", metavar="LABEL")
     select.add_argument("--run", metavar="LABEL")
-    select.add_argument("--space", metavar="LABEL")
+    select.add_argument("--space", metavar="LABEL",
+                        help="the runs' output space, e.g. MNI152NLin2009cAsym[:res-2], T1w, "
+                        "or 'native' (runs without a space- entity); every atlas must be in "
+                        "it. Default: the atlases' space (the runs in other spaces are "
+                        "skipped and listed); every run when no atlas is given")
     _add_processing_options(app)
 
     extract = argparse.ArgumentParser(
@@ -129,6 +155,9 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     extract.add_argument("--mask", type=Path, help="brain mask (else computed: see "
                          "--mask-strategy)")
     extract.add_argument("--confounds", type=Path, help="fMRIPrep confounds TSV")
+    extract.add_argument("--space", metavar="LABEL",
+                         help="the run's space when its name has no space- entity (default: "
+                         "'native'); every atlas must be in it")
     extract.add_argument("--out", type=Path, required=True, metavar="OUTPUT_DIR")
     _add_processing_options(extract)
 
@@ -247,6 +276,8 @@ def processing_options(args) -> dict[str, Any]:
         "denoise_strategy": None if args.denoise == "none" else args.denoise,
         "clean_args": clean_args, "smoothing_fwhm": args.smoothing_fwhm,
         "denoised_bold": not args.no_denoised_bold, **atlases,
+        "standardize_bold": None if args.standardize_bold == "none" else args.standardize_bold,
+        "censored": args.censored,
     }
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
+from ..core.io.tables import format_table
 from .data import MNI_2MM_AFFINE, MNI_2MM_SHAPE, anatomy, check_grid
 from .fmriprep import header_matches, save_image, write_text
 
@@ -135,7 +136,7 @@ def _region_names(kind: str, n: int) -> list[str]:
 
 
 def _lut_text(names: Sequence[str]) -> str:
-    return "index\tname\n" + "".join(f"{i}\t{n}\n" for i, n in enumerate(names, start=1))
+    return format_table(["index", "name"], enumerate(names, start=1), name="demo LUT")
 
 
 def write_demo_atlases(folder: str | os.PathLike, *, shape: Sequence[int] = MNI_2MM_SHAPE,
@@ -169,6 +170,6 @@ def write_demo_atlases(folder: str | os.PathLike, *, shape: Sequence[int] = MNI_
             save_image(maps, affine, out.maps)
     write_text(_lut_text(label_names), out.labels_lut)
     write_text(_lut_text(map_names), out.maps_lut)
-    seeds = "".join(f"{x}\t{y}\t{z}\t{name}\n" for name, x, y, z in DEMO_SEEDS)
-    write_text("x\ty\tz\tname\n" + seeds, out.seeds)
+    seeds = [(x, y, z, name) for name, x, y, z in DEMO_SEEDS]
+    write_text(format_table(["x", "y", "z", "name"], seeds, name="demo seeds"), out.seeds)
     return out._replace(maps_names=list(map_names))

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from ..core.io.tables import format_table
+
 if TYPE_CHECKING:  # pragma: no cover
     from .data import SimulatedRun
 
@@ -234,10 +236,7 @@ def _fmriprep_confounds(run: SimulatedRun, ica_aroma: bool, fd_threshold: float,
 
 def format_confounds(table: ConfoundsTable) -> str:
     """The table as fMRIPrep's TSV: a header, shortest round-trip floats, ``n/a`` for NaN."""
-    lines = ["\t".join(table.columns)]
-    for row in table.values.tolist():
-        lines.append("\t".join("n/a" if math.isnan(v) else repr(v) for v in row))
-    return "\n".join(lines) + "\n"
+    return format_table(table.columns, table.values, name="confounds")
 
 
 def confounds_sidecar(table: ConfoundsTable) -> dict[str, dict]:

@@ -3,18 +3,16 @@
 :func:`write_fmriprep_dataset` lays runs of :func:`nipype_maskers.demo.data.simulate_run` out as
 fMRIPrep derivatives: the BOLD run in MNI space, its brain mask, and the confounds TSV and JSON
 computed from the simulated data (:mod:`nipype_maskers.demo.confounds`). NIfTI files are
-streamed block by block into an ISA-L (else zlib) gzip stream without file name or time stamp,
-so the same parameters give the same bytes.
+streamed block by block through :func:`nipype_maskers.files.open_atomic` (gzip without file
+name or time stamp), so the same parameters give the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,6 +20,10 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
+from ..core.io.images import same_grid
+from ..core.io.tables import read_table
+from ..files import open_atomic
+from ..files import write_text as write_text_atomically
 from .confounds import confounds_sidecar, fmriprep_confounds, format_confounds
 from .data import (
     GENERATOR_VERSION,
@@ -33,46 +35,19 @@ from .data import (
     simulate_run,
 )
 
-try:  # ISA-L's gzip compresses about 10x faster than zlib at the same ratio ("fast" extra).
-    from isal import igzip as _gzip
-except ImportError:  # pragma: no cover - depends on the environment
-    import gzip as _gzip
-
 SPACE = "MNI152NLin2009cAsym"
-#: gzip level of the written NIfTI files: 1 with ISA-L (same ratio as zlib's default 6, 10x
-#: faster), else zlib's 1 (3x faster than 6, files ~5% larger).
-COMPRESSLEVEL = 1
 _BLOCK = 16  # volumes per write
 
 
 # --------------------------------------------------------------------------------------------
 # Writing files: atomic, deterministic, streamed
 # --------------------------------------------------------------------------------------------
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a hidden temporary path beside ``path``; rename it onto ``path`` on success only."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's files are private (0600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_text(text: str, path: str | os.PathLike) -> Path:
     """Write a text file atomically, unless it already holds exactly this text."""
     path = Path(path)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return path
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomically(text, path)
 
 
 def write_json(data: dict, path: str | os.PathLike) -> Path:
@@ -88,23 +63,15 @@ def write_nifti(path: str | os.PathLike, header: nib.Nifti1Header,
     volumes; the whole 4D array is never needed. The gzip stream has no file name and no time
     stamp, so the same data give the same bytes.
     """
-    path = Path(path)
     header = header.copy()
     header.set_data_offset(0)  # write_to then puts the data right after the header (352)
     dtype = header.get_data_dtype()
-    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
-        stream = (_gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                 compresslevel=COMPRESSLEVEL)
-                  if path.name.endswith(".gz") else raw)  # fmt: skip
-        try:
-            header.write_to(stream)
-            for chunk in chunks:
-                chunk = np.asarray(chunk, dtype=dtype)
-                stream.write(memoryview(chunk.ravel(order="F")).cast("B"))
-        finally:
-            if stream is not raw:
-                stream.close()
-    return path
+    with open_atomic(path) as stream:
+        header.write_to(stream)
+        for chunk in chunks:
+            chunk = np.asarray(chunk, dtype=dtype)
+            stream.write(memoryview(chunk.ravel(order="F")).cast("B"))
+    return Path(path)
 
 
 def save_image(data: NDArray, affine: NDArray, path: str | os.PathLike,
@@ -163,14 +130,15 @@ def header_matches(path: Path, shape: tuple[int, ...], dtype: np.dtype,
         return False
     return (tuple(header.get_data_shape()) == shape and header.get_data_dtype() == dtype
             and (t_r is None or bool(np.isclose(header.get_zooms()[3], t_r)))
-            and (affine is None or bool(np.allclose(header.get_best_affine(), affine))))
+            and (affine is None or same_grid(shape, affine, shape, header.get_best_affine())))
 
 
 def _rows(path: Path) -> int:
+    """The data rows of a TSV written earlier; -1 when it is missing or unreadable."""
     try:
-        with open(path, encoding="utf-8") as stream:
-            return sum(1 for line in stream if line.strip())
-    except OSError:
+        return len(read_table(path, name="confounds", header=True, delimiter="\t",
+                              numeric=False).cells)
+    except (OSError, ValueError):
         return -1
 
 
@@ -272,7 +240,7 @@ def write_fmriprep_dataset(
                                                 t_r, affine),
             "mask": stale or not header_matches(files.mask, shape, np.dtype(np.uint8),
                                                 affine=affine) or not mask_json.is_file(),
-            "confounds": stale or _rows(files.confounds) != n_volumes + 1
+            "confounds": stale or _rows(files.confounds) != n_volumes
             or _read_json(files.confounds_json) is None,
         }
         bold_files.append(files.bold)

@@ -35,6 +35,17 @@ class ThreadsSpecMixin(traits.HasTraits):
     )
 
 
+class CensoredSpecMixin(traits.HasTraits):
+    """``censored``: what the output holds for the volumes ``sample_mask`` censors."""
+
+    censored = traits.Enum(
+        "drop", "nan", usedefault=True,
+        desc="'drop': the output holds the kept volumes only (nilearn); 'nan': one output "
+        "row (or volume) per input volume, NaN for the censored ones, so that onsets stay "
+        "aligned. The cleaning excludes the censored volumes either way",
+    )
+
+
 def defined(value: Any, default: Any = None) -> Any:
     """``value`` unless it is Undefined, else ``default``."""
     return value if isdefined(value) else default
@@ -44,6 +55,56 @@ Affine = traits.List(
     traits.List(traits.Float, minlen=3, maxlen=4), minlen=3, maxlen=4,
     desc="a 3x3 or 4x4 affine as nested lists (rows)",
 )
+
+
+class VolumeSelection(traits.TraitType):
+    """A ``volumes`` input: an index, a 'start:stop[:step]' string, or a list (or 1D numpy
+    array) of indices or of booleans, as ``nilearn.image.index_img`` reads them.
+
+    A value is stored as plain Python values (an array becomes a list, so it hashes by
+    content), and booleans stay booleans: ``traits.List(traits.Int)`` would turn
+    ``[False, True]`` into the indices ``[0, 1]``, where numpy (hence nilearn) reads a
+    selection mask with one entry per volume.
+    """
+
+    info_text = ("an index, a list or 1D array of indices or of booleans (one per volume), or "
+                 "'start:stop[:step]'")
+
+    def validate(self, obj: Any, name: str, value: Any) -> Any:
+        """Accept the forms above; anything else is a TraitError naming the input."""
+        import numpy as np
+
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)  # refused by the core with its message (a mask needs a list)
+        if isinstance(value, (int, np.integer)):
+            return int(value)
+        if isinstance(value, (list, tuple, np.ndarray)):
+            array = np.asarray(value)
+            if array.ndim == 1 and array.dtype == bool:
+                return [bool(v) for v in array]
+            if array.ndim == 1 and (array.size == 0 or np.issubdtype(array.dtype, np.integer)):
+                return [int(v) for v in array]
+        self.error(obj, name, value)
+
+
+def parse_volumes(value: Any) -> Any:
+    """A ``volumes`` input for the core: 'start:stop[:step]' becomes a slice, 'i' an int;
+    ints and lists (of indices or booleans) pass through, None stays None."""
+    if not isinstance(value, str):
+        return value
+    parts = value.split(":")
+    try:
+        if len(parts) == 1:
+            return int(parts[0])
+        if len(parts) <= 3:
+            return slice(*[int(p) if p.strip() else None for p in parts])
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(
+        f"volumes: expected an index, a list, or 'start:stop[:step]', got {value!r}"
+    )
 
 
 class MaskArgsSpecMixin(traits.HasTraits):
@@ -65,23 +126,31 @@ class MaskArgsSpecMixin(traits.HasTraits):
         traits.Bool, traits.Int, desc="morphological opening iterations (False for none)"
     )
     exclude_zeros = traits.Bool(desc="epi: ignore zeros in the histogram")
-    ensure_finite = traits.Bool(desc="epi: set non-finite values of the mean to 0")
+    # not ``ensure_finite``: that name is the cleaning option (CleanSpecMixin, nilearn's
+    # clean_args), and one input spec may hold both mixins
+    mask_ensure_finite = traits.Bool(
+        desc="epi: set non-finite values of the mean to 0 (compute_epi_mask's ensure_finite; "
+        "also mask_args={'ensure_finite': ...})"
+    )
     threshold = traits.Float(
         desc="templates: probability threshold (0.5); several runs: intersection level (0.5)"
     )
 
 
-MASK_ARG_NAMES = ("border_size", "lower_cutoff", "upper_cutoff", "connected", "opening",
-                  "exclude_zeros", "ensure_finite", "threshold")
+#: The single mask-argument traits and the keyword of nilearn's mask functions each sets.
+MASK_ARG_TRAITS = {"border_size": "border_size", "lower_cutoff": "lower_cutoff",
+                   "upper_cutoff": "upper_cutoff", "connected": "connected",
+                   "opening": "opening", "exclude_zeros": "exclude_zeros",
+                   "mask_ensure_finite": "ensure_finite", "threshold": "threshold"}
 
 
 def mask_args_from(inputs: Any) -> dict[str, Any]:
-    """Merge ``mask_args`` with the single mask-argument traits that are set."""
+    """Merge ``mask_args`` with the single mask-argument traits that are set (they win)."""
     args = dict(defined(inputs.mask_args, {}))
-    for name in MASK_ARG_NAMES:
-        value = getattr(inputs, name)
+    for trait_name, keyword in MASK_ARG_TRAITS.items():
+        value = getattr(inputs, trait_name)
         if isdefined(value):
-            args[name] = value
+            args[keyword] = value
     return args
 
 
@@ -154,21 +223,37 @@ CLEAN_OPTION_NAMES = ("detrend", "standardize", "standardize_confounds", "low_pa
                       "ensure_finite")
 
 
-def read_sample_mask(path: str) -> list[int]:
-    """A sample mask file: kept volume indices, one per line (or whitespace-separated)."""
-    text = open(path, encoding="utf-8").read().split()
-    values = [v for v in text if v not in ("sample_mask", "index")]
-    try:
-        return [int(v) for v in values]
-    except ValueError:
-        raise ValueError(
-            f"sample_mask_file: '{path}' must hold integer volume indices, got {values[:5]}"
-        ) from None
+def read_sample_mask(path: str, *, name: str = "sample_mask_file") -> list[int]:
+    """A sample mask file: the kept volume indices, one per line, under an optional header.
+
+    LoadConfounds writes it as a one-column TSV headed ``sample_mask``; a user file of one
+    column (or one row) of indices is read too (header inferred, delimiter sniffed).
+    """
+    import numpy as np
+
+    from ..core.io.tables import read_table
+
+    table = read_table(path, name=name, header="infer")
+    if table.values.shape[0] == 1 and not table.has_header:  # one row of indices ("0 1 2 5")
+        indices = table.values[0]
+        where = [(table.lines[0], cell) for cell in table.cells[0]]
+    elif table.values.shape[1] == 1:
+        indices = table.values[:, 0]
+        where = [(line, row[0]) for line, row in zip(table.lines, table.cells, strict=True)]
+    else:
+        raise ValueError(f"{table.source}: {table.values.shape[1]} columns; expected one "
+                         "column of kept-volume indices")
+    bad = ~np.isfinite(indices) | (indices != np.round(indices))
+    if bad.any():
+        line, cell = where[int(np.flatnonzero(bad)[0])]
+        raise ValueError(f"{table.source}: line {line}: {cell!r} is not a volume index; "
+                         "expected integer volume indices")
+    return [int(i) for i in indices]
 
 
 def clean_args_from(inputs: Any, *, header_t_r: float | None = None
                     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The keyword arguments for ``core.signal.clean`` and their provenance.
+    """The keyword arguments for :func:`~.signal.cleaning.clean` and their provenance.
 
     Returns ``(None, provenance)`` when no cleaning step is requested, so the caller skips
     cleaning altogether (nilearn's maskers then return the signals unchanged). ``t_r``
@@ -176,7 +261,7 @@ def clean_args_from(inputs: Any, *, header_t_r: float | None = None
     """
     import numpy as np
 
-    from ..core.confounds.files import read_confounds_table
+    from ..core.confounds.files import read_confounds_text
 
     args: dict[str, Any] = {name: getattr(inputs, name) for name in CLEAN_OPTION_NAMES}
     args["low_pass"] = defined(args["low_pass"])
@@ -190,20 +275,22 @@ def clean_args_from(inputs: Any, *, header_t_r: float | None = None
         args["t_r"] = None
     provenance["RepetitionTime"] = args["t_r"]
     confounds, columns = [], []
+    wanted = defined(inputs.confounds_columns)
     for path in defined(inputs.confounds_file, []):
-        try:
-            table = read_confounds_table(path, columns=defined(inputs.confounds_columns))
-        except ValueError as exc:
-            prefix = ("confounds_columns" if isdefined(inputs.confounds_columns)
-                      else "confounds_file")
-            raise ValueError(f"{prefix}: {exc}") from exc
-        if confounds and table.data.shape[0] != confounds[0].shape[0]:
+        table = read_confounds_text(path, name="confounds_file")
+        unknown = [c for c in (wanted or []) if c not in table.columns]
+        if unknown:
+            raise ValueError(f"confounds_columns: columns {unknown} not found in "
+                             f"{table.source}; available columns: {table.columns}")
+        names = list(table.columns) if wanted is None else list(wanted)
+        data = table.numbers(names)
+        if confounds and data.shape[0] != confounds[0].shape[0]:
             raise ValueError(
-                f"confounds_file: '{path}' has {table.data.shape[0]} rows, the first table "
-                f"{confounds[0].shape[0]}; stacked tables need one row per volume each"
+                f"{table.source}: {data.shape[0]} rows, the first table "
+                f"{confounds[0].shape[0]}; expected stacked tables of one row per volume each"
             )
-        confounds.append(table.data)
-        columns.extend(table.columns)
+        confounds.append(data)
+        columns.extend(names)
     if confounds:
         args["confounds"] = np.hstack(confounds)
         provenance["Confounds"] = columns

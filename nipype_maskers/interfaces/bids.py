@@ -7,7 +7,6 @@ import math
 import os
 import platform
 import re
-import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,8 +30,12 @@ from ..bids import (
     file_sha256,
     parse_entities,
     same_source,
+    sidecar_of,
     source_uri,
 )
+from ..bids_dataset import is_image, spatial_reference, write_dataset_files
+from ..core.io.tables import read_table
+from ..files import temporary_beside, temporary_target
 from .base import MaskersInputSpec, defined
 from .io import split_ext
 
@@ -66,6 +69,10 @@ class _WriteDerivativesInputSpec(MaskersInputSpec):
     source_hashes = traits.Bool(
         True, usedefault=True, desc="record the SHA-256 of source_file in every sidecar"
     )
+    source_sha256 = traits.Str(
+        desc="source_file's SHA-256 (hex) when a step that streamed it computed it (e.g. "
+        "CleanImage's in_file_sha256): used instead of reading the file again",
+    )
     dismiss_entities = traits.List(
         traits.Str, ["desc"], usedefault=True,
         desc="entities of source_file left out of the output names",
@@ -76,8 +83,8 @@ class _WriteDerivativesInputSpec(MaskersInputSpec):
     )
     remove_stale = traits.Bool(
         True, usedefault=True,
-        desc="delete files of the same source run that this run does not produce any more "
-        "(so one node must write all of a run's outputs)",
+        desc="delete our files of the same source run and the same configuration (atlas, "
+        "or desc and suffix) as a file written now, that this run does not write again",
     )
 
 
@@ -93,15 +100,22 @@ class WriteDerivatives(SimpleInterface):
     plus its own atlas/seg/desc, suffix and extension (:func:`nipype_maskers.bids.
     derivative_path`), and a sidecar holding its ``metadata``, the ``provenance``,
     ``Sources`` (a BIDS URI of ``source_file``, plus any 'Sources' given in its metadata),
-    ``SourceSHA256`` and ``Software`` (versions).
+    ``SourceSHA256`` (``source_sha256`` when given, else the file is read) and ``Software``
+    (versions).
 
     All files and sidecars are first copied to hidden temporary names in their final
-    folders, then renamed into place (atomic per file); then files of the same source run
-    that this call did not write (an atlas dropped since the last run, their sidecars,
-    temporary files left by a killed run) are deleted, so re-running into the same folder
-    never leaves a mix of old and new outputs for one input. Hence one node per source
-    run must write all its outputs (or set ``remove_stale=False``). Writes
-    ``dataset_description.json`` when the folder has none. Cheap: suited to
+    folders, then renamed into place (atomic per file); then our files of the same source
+    run and the same configuration as a file written now, that this call did not write
+    (:func:`remove_stale`: e.g. an output an atlas no longer has, their sidecars, temporary
+    files left by a killed run) are deleted, so re-running into the same folder never
+    leaves a mix of old and new outputs for one input and one atlas, while the outputs of
+    other atlases (another invocation into the same folder) are never touched. Hence one
+    node must write all the outputs of one atlas of a run (or set ``remove_stale=False``).
+    Writes ``dataset_description.json`` when the folder has none, and the ``.bidsignore``
+    and ``README.md`` the BIDS validator asks for
+    (:func:`nipype_maskers.bids_dataset.write_dataset_files`). Image sidecars get a
+    ``SpatialReference`` (:func:`nipype_maskers.bids_dataset.spatial_reference`) unless
+    their metadata gives one. Cheap: suited to
     ``run_without_submitting=True`` (hashing the source reads it once).
     """
 
@@ -135,9 +149,14 @@ class WriteDerivatives(SimpleInterface):
             )
         metadata = [describe_columns(meta, path)
                     for meta, path in zip(metadata, in_files, strict=True)]
+        reference = spatial_reference(source, dataset=self.inputs.source_dataset,
+                                      relative_to=base)
+        metadata = [{"SpatialReference": reference, **meta} if is_image(target) else meta
+                    for meta, target in zip(metadata, targets, strict=True)]
         common = dict(defined(self.inputs.provenance, {}))
         uri = source_uri(source, dataset=self.inputs.source_dataset, relative_to=base)
-        sha256 = file_sha256(source) if self.inputs.source_hashes else None
+        sha256 = source_sha256(source, defined(self.inputs.source_sha256),
+                               self.inputs.source_hashes)
         software = software_versions()
         sidecars = [
             (sidecar_text(common, meta, uri, sha256, software), sidecar_of(target))
@@ -155,6 +174,7 @@ class WriteDerivatives(SimpleInterface):
                 source_dir=None if root is None else root[0],
                 source_name=self.inputs.source_dataset), indent=2) + "\n"
             write_all([], [(text, description)])
+        write_dataset_files(base)
         self._results["out_files"] = [str(t) for t in targets]
         self._results["out_sidecars"] = [str(path) for _, path in sidecars]
         return runtime
@@ -171,8 +191,8 @@ def describe_columns(metadata: Mapping[str, Any], path: Path) -> dict[str, Any]:
     template = metadata.pop("ColumnDescription", None)
     if template is None or not str(path).endswith(".tsv"):
         return metadata
-    with open(path, encoding="utf-8") as stream:
-        header = stream.readline().rstrip("\n").split("\t")
+    # the package's one table reader: our TSVs always have a header row, numbers included
+    header = read_table(path, name="in_files", header=True, delimiter="\t", numeric=False).columns
     for column in header:
         metadata.setdefault(column, {"Description": str(template).format(name=column)})
     return metadata
@@ -264,18 +284,6 @@ def sidecar_text(provenance: Mapping[str, Any], metadata: Mapping[str, Any], uri
     return json.dumps(_jsonable(content), indent=2, allow_nan=False) + "\n"
 
 
-def _temporary_beside(path: Path) -> Path:
-    """Create an empty hidden file beside ``path`` (mode from the umask, not 0600)."""
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-    raise FileExistsError(f"could not create a temporary file beside '{path}'")
-
-
 def _stage_copy(source: Path, tmp: Path) -> None:
     """Put ``source``'s content at ``tmp`` (an empty file we created): a hard link when both
     are on one file system, else a byte copy.
@@ -300,11 +308,11 @@ def write_all(copies: Sequence[tuple[Path, Path]], texts: Sequence[tuple[str, Pa
     try:
         for source, target in copies:
             target.parent.mkdir(parents=True, exist_ok=True)
-            staged.append((_temporary_beside(target), target))
+            staged.append((temporary_beside(target), target))
             _stage_copy(source, staged[-1][0])
         for text, target in texts:
             target.parent.mkdir(parents=True, exist_ok=True)
-            staged.append((_temporary_beside(target), target))
+            staged.append((temporary_beside(target), target))
             staged[-1][0].write_text(text, encoding="utf-8")
         for tmp, target in staged:
             os.replace(tmp, target)
@@ -313,14 +321,6 @@ def write_all(copies: Sequence[tuple[Path, Path]], texts: Sequence[tuple[str, Pa
             if tmp.exists():
                 tmp.unlink()
         raise
-
-
-_LEFTOVER = re.compile(r"\.(?P<name>[^/]+)\.[0-9a-f]{8}\.part")
-
-
-def sidecar_of(path: Path) -> Path:
-    """The JSON sidecar of a BIDS file: its name up to the first dot, plus '.json'."""
-    return path.with_name(path.name.partition(".")[0] + ".json")
 
 
 def written_by_us(path: Path) -> bool:
@@ -334,26 +334,74 @@ def written_by_us(path: Path) -> bool:
     return isinstance(software, dict) and "nipype_maskers" in software
 
 
+def output_configuration(name: str | os.PathLike) -> tuple[str, ...] | None:
+    """What a derivative is an output of, beyond its source run: the slot a rerun replaces.
+
+    An atlas's outputs (``atlas-<name>``, or ``seg-<name>``: time series, regions table, any
+    other suffix or desc) form one configuration, that of the atlas: a rerun with that
+    atlas replaces all of them, whatever its options. Any other output is its own
+    configuration: its ``desc`` and suffix (the denoised BOLD ``desc-denoised_bold``, the
+    confounds ``desc-confounds_timeseries``, the mask, the report). The extension does not
+    count (a sidecar goes with its file). None for a name that is not a BIDS name.
+
+    Examples
+    --------
+    >>> output_configuration('sub-01_task-rest_atlas-A_regions.tsv')
+    ('atlas', 'A', '')
+    >>> output_configuration('sub-01_task-rest_desc-denoised_bold.json')
+    ('output', 'denoised', 'bold')
+    """
+    try:
+        entities = parse_entities(name)
+    except ValueError:
+        return None
+    if entities.get("atlas") or entities.get("seg"):
+        return ("atlas", entities.get("atlas", ""), entities.get("seg", ""))
+    return ("output", entities.get("desc", ""), entities["suffix"])
+
+
 def remove_stale(folders: Sequence[Path] | set[Path], source_entities: Mapping[str, str],
                  keep: set[Path]) -> list[Path]:
-    """Delete our files of the same source run in ``folders``, except ``keep``; return them.
+    """Delete the files ``keep`` replaces in ``folders``; return them.
 
-    Same run: :func:`nipype_maskers.bids.same_source`. Ours: its sidecar lists
-    ``nipype_maskers`` under ``Software`` (so files of other pipelines are never touched).
-    Hidden ``.<name>.<8 hex>.part`` leftovers of a killed run with such names go too.
+    A file is replaced when it is of the same source run
+    (:func:`nipype_maskers.bids.same_source`) and of the same configuration
+    (:func:`output_configuration`: the same atlas, or the same desc and suffix) as a file
+    of ``keep``, is not in ``keep``, and is ours: its sidecar lists ``nipype_maskers`` under
+    ``Software`` (so files of other pipelines are never touched). Hidden temporary files
+    of a killed run for such names (:func:`nipype_maskers.files.temporary_target`) go too.
+    Everything else stays: another atlas's outputs, written by another invocation into the
+    same folder (even one running now: its temporary files are left alone), or by this one
+    earlier.
     """
     keep = {Path(os.path.abspath(p)) for p in keep}
+    replaced = {output_configuration(p.name) for p in keep} - {None}
     stale = []
     for folder in folders:
         for path in Path(folder).iterdir():
             if not path.is_file() or Path(os.path.abspath(path)) in keep:
                 continue
-            leftover = _LEFTOVER.fullmatch(path.name)
-            if leftover is not None:
-                if same_source(leftover["name"], source_entities):
-                    stale.append(path)
-            elif same_source(path.name, source_entities) and written_by_us(path):
+            leftover_of = temporary_target(path.name)  # a killed run's temporary file
+            name = path.name if leftover_of is None else leftover_of
+            if (not same_source(name, source_entities)
+                    or output_configuration(name) not in replaced):
+                continue
+            if leftover_of is not None or written_by_us(path):
                 stale.append(path)
     for path in stale:  # decided first: a sidecar may vouch for its data file
         path.unlink(missing_ok=True)
     return stale
+
+
+def source_sha256(source: str | os.PathLike, given: str | None, wanted: bool) -> str | None:
+    """The SHA-256 of ``source`` for the sidecars: ``given`` (computed by the step that
+    streamed it; checked to be a SHA-256), else read from the file; None when not ``wanted``.
+    """
+    if not wanted:
+        return None
+    if given is None:
+        return file_sha256(source)
+    if not re.fullmatch(r"[0-9a-f]{64}", given):
+        raise ValueError(f"source_sha256: {given!r} is not a SHA-256; expected 64 lowercase "
+                         "hexadecimal digits (e.g. CleanImage's in_file_sha256)")
+    return given

@@ -1,6 +1,7 @@
 """Interfaces for confounds and temporal cleaning: LoadConfounds, CleanSignals, CleanImage.
 
-Output names follow the input's BIDS entities with a new ``desc`` (the suffix kept):
+Output names follow the input's BIDS entities with a new ``desc`` (the suffix kept; see
+:func:`nipype_maskers.bids.derived_name`):
 
 - LoadConfounds: ``sub-01_task-rest_desc-confounds_timeseries.tsv`` gives
   ``sub-01_task-rest_desc-selected_timeseries.tsv`` and
@@ -14,7 +15,7 @@ Output names follow the input's BIDS entities with a new ``desc`` (the suffix ke
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,15 @@ from ..core.confounds.strategies import (
     load_confounds,
     load_confounds_strategy,
 )
+from ..core.io.hashing import hash_reads
 from ..core.io.images import load_img, n_volumes
+from ..core.io.tables import format_table
+from ..core.signal.censoring import with_censored
 from ..core.signal.cleaning import clean
 from ..core.voxels import cleaning as image_cleaning
+from ..files import atomic_path, save_nifti_volumes, write_text
 from .base import (
+    CensoredSpecMixin,
     CleanSpecMixin,
     MaskersInputSpec,
     ThreadsSpecMixin,
@@ -49,43 +55,11 @@ from .base import (
     defined,
     header_t_r,
 )
-from .io import (
-    atomic_path,
-    format_tsv,
-    read_matrix,
-    save_nifti_volumes,
-    save_npy,
-    save_text,
-    split_ext,
-)
+from .io import output_path, read_matrix, read_text_table, save_npy, split_ext
 
 _DEFAULT_STRATEGY = ("motion", "high_pass", "wm_csf")
 _STRATEGY_KEYWORDS = ("motion", "wm_csf", "global_signal", "compcor", "n_compcor", "scrub",
                       "fd_threshold", "std_dvars_threshold", "ica_aroma", "tedana", "demean")
-
-
-def derived_path(source: str | Path, desc: str, newpath: str, *, suffix: str | None = None,
-                 ext: str | None = None) -> Path:
-    """Name an output after its input's BIDS entities, with ``desc-<desc>`` (replacing any).
-
-    Examples
-    --------
-    >>> derived_path('/d/sub-01_task-rest_desc-confounds_timeseries.tsv', 'selected', '/o').name
-    'sub-01_task-rest_desc-selected_timeseries.tsv'
-    >>> derived_path('sub-01_space-MNI_desc-preproc_bold.nii.gz', 'clean', '/o').name
-    'sub-01_space-MNI_desc-clean_bold.nii.gz'
-    >>> derived_path('signals.npy', 'clean', '/o').name
-    'signals_desc-clean.npy'
-    """
-    stem, source_ext = split_ext(source)
-    parts = stem.split("_")
-    tail = None
-    if len(parts) > 1 and "-" not in parts[-1]:
-        parts, tail = parts[:-1], parts[-1]
-    parts = [p for p in parts if not p.startswith("desc-")] + [f"desc-{desc}"]
-    tail = suffix or tail
-    name = "_".join(parts + ([tail] if tail else []))
-    return Path(newpath) / f"{name}{source_ext if ext is None else ext}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,14 +158,15 @@ class LoadConfounds(SimpleInterface):
         n = result.confounds.shape[0]
         kept = np.arange(n) if result.sample_mask is None else result.sample_mask
         if result.columns:
-            out = derived_path(source, "selected", runtime.cwd, suffix="timeseries",
-                               ext=".tsv")  # fmt: skip
+            out = output_path(source, runtime.cwd, desc="selected", suffix="timeseries",
+                              extension=".tsv")
             self._results["out_file"] = str(
-                save_text(format_tsv(result.confounds, result.columns), out))
-        mask_out = derived_path(source, "selected", runtime.cwd, suffix="samplemask",
-                                ext=".tsv")  # fmt: skip
-        text = "sample_mask\n" + "".join(f"{int(i)}\n" for i in kept)
-        self._results["sample_mask_file"] = str(save_text(text, mask_out))
+                write_text(format_table(result.columns, result.confounds, name="out_file"), out))
+        mask_out = output_path(source, runtime.cwd, desc="selected", suffix="samplemask",
+                               extension=".tsv")
+        text = format_table(["sample_mask"], np.asarray(kept, dtype=np.int64).reshape(-1, 1),
+                            name="sample_mask_file")
+        self._results["sample_mask_file"] = str(write_text(text, mask_out))
         self._results["sample_mask"] = [int(i) for i in kept]
         self._results["columns"] = list(result.columns)
         return runtime
@@ -272,15 +247,16 @@ def _check_against_volumes(inputs: Any, args: dict[str, Any], n: int, data: str,
 class _CleanSignalsInputSpec(MaskersInputSpec, CleanSpecMixin):
     in_file = File(
         exists=True, mandatory=True,
-        desc="signals, one column per signal and one row per volume: TSV (header row "
-        "optional, n/a for NaN) or .npy",
+        desc="signals, one column per signal and one row per volume: a .tsv with a header "
+        "row of names (as the region maskers write it; names that are numbers, such as label "
+        "values, are names too), a .csv/.txt whose header is inferred, or a .npy; n/a is NaN",
     )
 
 
 class _CleanSignalsOutputSpec(TraitedSpec):
     out_file = File(
-        desc="cleaned signals in the input's format (.npy, or TSV with the same header), one "
-        "row per kept volume"
+        desc="cleaned signals: .npy for a .npy, else a TSV with the input's header ('0', "
+        "'1'... for a text file without one), one row per kept volume"
     )
 
 
@@ -296,10 +272,15 @@ class CleanSignals(SimpleInterface):
 
     def _run_interface(self, runtime):
         in_file = self.inputs.in_file
-        matrix, header = read_matrix(in_file)
-        args, _ = clean_args_from(self.inputs)
         is_npy = split_ext(in_file)[1] == ".npy"
-        out = derived_path(in_file, "clean", runtime.cwd, ext=".npy" if is_npy else ".tsv")
+        if is_npy:
+            matrix, columns = read_matrix(in_file)[0], None
+        else:  # a .tsv (a masker's) always has a header row, even of numbers (label values)
+            table = read_text_table(in_file, name="in_file")
+            matrix, columns = table.values, table.columns
+        args, _ = clean_args_from(self.inputs)
+        out = output_path(in_file, runtime.cwd, desc="clean",
+                          extension=".npy" if is_npy else ".tsv")
         if args is None:
             if split_ext(in_file)[1] in (".npy", ".tsv"):
                 with atomic_path(out) as tmp:
@@ -314,7 +295,8 @@ class CleanSignals(SimpleInterface):
         if is_npy:
             save_npy(cleaned, out)
         else:
-            save_text(format_tsv(cleaned.reshape(cleaned.shape[0], -1), header), out)
+            cleaned = cleaned.reshape(cleaned.shape[0], -1)
+            write_text(format_table(columns, cleaned, name="out_file"), out)
         self._results["out_file"] = str(out)
         return runtime
 
@@ -322,7 +304,8 @@ class CleanSignals(SimpleInterface):
 # --------------------------------------------------------------------------------------------
 # CleanImage
 # --------------------------------------------------------------------------------------------
-class _CleanImageInputSpec(MaskersInputSpec, CleanSpecMixin, ThreadsSpecMixin):
+class _CleanImageInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin,
+                           ThreadsSpecMixin):
     in_file = File(exists=True, mandatory=True, desc="4D image (NIfTI) to clean voxel-wise")
     mask_file = File(
         exists=True, mandatory=True,
@@ -334,11 +317,14 @@ class _CleanImageInputSpec(MaskersInputSpec, CleanSpecMixin, ThreadsSpecMixin):
 class _CleanImageOutputSpec(TraitedSpec):
     out_file = File(
         desc="cleaned 4D NIfTI on the mask's grid, 0 outside the mask, one volume per kept "
-        "volume"
+        "volume (censored='nan': per input volume, the censored ones NaN in the mask)"
     )
     t_r = traits.Float(desc="the repetition time used, in seconds (unset when unknown)")
     t_r_source = traits.Enum(
         "input t_r", "NIfTI header", "none", desc="where t_r came from"
+    )
+    in_file_sha256 = traits.Str(
+        desc="SHA-256 (hex) of in_file's bytes, computed while it was streamed (no second read)"
     )
 
 
@@ -347,7 +333,8 @@ class CleanImage(SimpleInterface):
     detrend=..., standardize=..., low_pass=..., confounds...)`` followed by
     ``inverse_transform``, without its memory: the image is streamed into a float matrix,
     cleaned in place, and written back volume by volume. ``t_r`` is read from the header when
-    not given.
+    not given. Volumes censored by ``sample_mask`` are dropped, or with ``censored='nan'``
+    kept as NaN volumes (inside the mask) so that the output has every input volume.
     """
 
     input_spec = _CleanImageInputSpec
@@ -363,12 +350,14 @@ class CleanImage(SimpleInterface):
                 "none was given and in_file's header has no usable TR (pixdim[4] with a "
                 "time unit of sec, msec or usec)",
             )
-        cleaned = image_cleaning.clean_masked(img, self.inputs.mask_file, clean_args=args,
-                                              dtype=self.inputs.dtype,
-                                              n_threads=self.inputs.num_threads)
-        out = derived_path(self.inputs.in_file, "clean", runtime.cwd, ext=".nii.gz")
-        volumes = image_cleaning.unmasked_volumes(cleaned.signals, cleaned.mask)
-        self._results["out_file"] = str(save_nifti_volumes(cleaned.header, volumes, out))
+        with hash_reads(self.inputs.in_file) as digest:  # hashed as it is streamed
+            cleaned = image_cleaning.clean_masked(img, self.inputs.mask_file, clean_args=args,
+                                                  dtype=self.inputs.dtype,
+                                                  n_threads=self.inputs.num_threads)
+        out = output_path(self.inputs.in_file, runtime.cwd, desc="clean", extension=".nii.gz")
+        header, volumes = _output_volumes(cleaned, args, n_volumes(img), self.inputs.censored)
+        self._results["out_file"] = str(save_nifti_volumes(header, volumes, out))
+        self._results["in_file_sha256"] = digest.hexdigest()
         t_r = provenance.get("RepetitionTime")
         if t_r is not None:
             self._results["t_r"] = float(t_r)
@@ -376,3 +365,17 @@ class CleanImage(SimpleInterface):
         return runtime
 
 
+def _output_volumes(cleaned: image_cleaning.CleanedSignals, args: dict[str, Any] | None,
+                    n_input: int, censored: str) -> tuple[Any, Iterator[np.ndarray]]:
+    """The output header and volumes: the kept ones, or with ``censored='nan'`` every input
+    volume, a censored one NaN inside the mask (0 outside, like every volume)."""
+    volumes = image_cleaning.unmasked_volumes(cleaned.signals, cleaned.mask)
+    sample_mask = None if args is None else args.get("sample_mask")
+    if censored == "drop" or sample_mask is None:
+        return cleaned.header, volumes
+    header = cleaned.header.copy()
+    header.set_data_shape((*cleaned.mask.shape, n_input))
+    censored_volume = np.zeros(cleaned.mask.shape, dtype=cleaned.signals.dtype, order="F")
+    censored_volume[cleaned.mask] = np.nan
+    positions = np.sort(np.asarray(sample_mask, dtype=np.intp))  # clean keeps volume order
+    return header, with_censored(volumes, positions, n_input, censored_volume)

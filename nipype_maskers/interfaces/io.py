@@ -1,32 +1,22 @@
-"""File I/O shared by the interfaces: output naming, atomic writes, matrix files.
+"""File I/O shared by the interfaces: output naming, reading matrices and tables, ``.npy``.
 
-Every output is written to a hidden temporary file in the destination folder and renamed into
-place, so a crash or a kill never leaves a partial file under the final name.
+Every output is written through :mod:`nipype_maskers.files` (the interfaces import its
+writers from there): to a hidden temporary file in the destination folder renamed into place,
+so a crash or a kill never leaves a partial file under the final name, and gzipped without
+time stamp or file name, so reruns give the same bytes.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-_NIFTI_EXTENSIONS = (".nii.gz", ".nii")
-#: gzip level for written NIfTI files: level 1 is several times faster than nibabel's
-#: default 6 for files about 10% larger (BOLD data compress poorly at any level).
-COMPRESS_LEVEL = 1
-
-try:  # ISA-L's gzip compresses several times faster than zlib (the optional "fast" extra)
-    from isal import igzip as _gzip_module
-except ImportError:  # pragma: no cover - depends on the environment
-    import gzip as _gzip_module
+from ..bids import derived_name
+from ..core.io.tables import Table, read_table
+from ..files import open_atomic
 
 
 def split_ext(path: str | os.PathLike) -> tuple[str, str]:
@@ -47,177 +37,66 @@ def split_ext(path: str | os.PathLike) -> tuple[str, str]:
     return stem, ext
 
 
-def output_path(source: str | os.PathLike, suffix: str, ext: str, newpath: str | os.PathLike
-                ) -> Path:
-    """Name an output after its input: ``<input stem>_<suffix><ext>`` inside ``newpath``.
+def output_path(source: str | os.PathLike, newpath: str | os.PathLike, *,
+                suffix: str | None = None, extension: str | None = None,
+                **entities: str | None) -> Path:
+    """Name an interface's output after its input, inside ``newpath`` (a node's folder).
 
-    A BIDS ``_bold`` suffix is replaced rather than extended, so
-    ``sub-01_task-rest_bold.nii.gz`` gives ``sub-01_task-rest_mask.nii.gz``.
+    The name is :func:`nipype_maskers.bids.derived_name`'s: the input's entities with those
+    given replaced (None removes one), in BIDS order, then ``suffix`` and ``extension``.
+
+    Examples
+    --------
+    >>> output_path('/d/sub-01_task-rest_desc-preproc_bold.nii.gz', '/o', desc='labels',
+    ...             suffix='timeseries', extension='.tsv').as_posix()
+    '/o/sub-01_task-rest_desc-labels_timeseries.tsv'
     """
-    stem, _ = split_ext(source)
-    for bids_suffix in ("_bold", "_timeseries"):
-        if stem.endswith(bids_suffix):
-            stem = stem[: -len(bids_suffix)]
-            break
-    return Path(newpath) / f"{stem}_{suffix}{ext}"
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
-    path = Path(path)
-    _, ext = split_ext(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{ext}", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would have
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def open_for_writing(path: str | os.PathLike):
-    """A binary stream to ``path``: gzip (ISA-L when installed, level 1) for ``.gz`` names."""
-    if str(path).endswith(".gz"):
-        return _gzip_module.open(path, "wb", compresslevel=COMPRESS_LEVEL)
-    return open(path, "wb")
-
-
-def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> Path:
-    """Write a NIfTI image atomically (``.nii.gz``: fast gzip, level 1)."""
-    with atomic_path(path) as tmp, open_for_writing(tmp) as stream:
-        img.to_file_map({"image": nib.FileHolder(fileobj=stream)})
-    return Path(path)
-
-
-def save_nifti_volumes(header: nib.Nifti1Header, volumes: Iterable[NDArray],
-                       path: str | os.PathLike) -> Path:
-    """Write a NIfTI file from its header and its volumes, one at a time, atomically.
-
-    Only one volume is in memory at a time (nibabel's ``save`` needs the whole array). The
-    volumes must be Fortran-ordered arrays in the header's dtype and 3D shape, as many as the
-    header's fourth dimension.
-    """
-    header = header.copy()
-    header["vox_offset"] = 0
-    shape = header.get_data_shape()
-    dtype = header.get_data_dtype()
-    written = 0
-    with atomic_path(path) as tmp, open_for_writing(tmp) as stream:
-        header.write_to(stream)
-        stream.write(b"\0" * (int(header.get_data_offset()) - stream.tell()))
-        for volume in volumes:
-            if volume.shape != tuple(shape[:3]) or volume.dtype != dtype:
-                raise ValueError(
-                    f"volume {written}: expected shape {tuple(shape[:3])} and dtype {dtype}, "
-                    f"got {volume.shape} {volume.dtype}"
-                )
-            stream.write(volume.reshape(-1, order="F").data)
-            written += 1
-        if written != (shape[3] if len(shape) > 3 else 1):
-            raise ValueError(f"got {written} volumes for a header of shape {tuple(shape)}")
-    return Path(path)
+    return Path(newpath) / derived_name(source, suffix=suffix, extension=extension, **entities)
 
 
 def save_npy(array: NDArray, path: str | os.PathLike) -> Path:
     """Write a ``.npy`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+    with open_atomic(path) as stream:
         np.save(stream, array, allow_pickle=False)
     return Path(path)
 
 
-def save_text(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file (TSV, JSON) atomically."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-    return Path(path)
+def read_text_table(path: str | os.PathLike, *, name: str = "in_file") -> Table:
+    """Read a text table of numbers, its form decided by its extension (the interfaces' rule).
 
-
-def format_tsv(array: NDArray, columns: Sequence[str] | None = None) -> str:
-    """A tab-separated table, NaN written ``n/a`` (BIDS).
-
-    Each value is the shortest text that reads back to the same number in the array's own
-    precision (float32 values are not padded with float64 digits).
-
-    Examples
-    --------
-    >>> format_tsv(np.array([[1.5, np.nan]]), ['a', 'b']).splitlines()
-    ['a\\tb', '1.5\\tn/a']
-    >>> format_tsv(np.array([[0.1]], dtype=np.float32)).strip()
-    '0.1'
+    A ``.tsv`` is a BIDS table, as every table this package writes: tab-separated with a header
+    row, also when the names are numbers (a labels masker's columns are label values). Other
+    text files (``.csv``, ``.txt``) are user files of unknown form: the delimiter is sniffed
+    and the header inferred (a first row with a cell that is not a number).
     """
-    out = io.StringIO()
-    if columns is not None:
-        out.write("\t".join(columns) + "\n")
-    array = np.atleast_2d(array)
-    if array.dtype.kind != "f":
-        array = array.astype(np.float64)
-    for row in array:
-        out.write("\t".join("n/a" if np.isnan(v) else str(v) for v in row) + "\n")
-    return out.getvalue()
+    if split_ext(path)[1] == ".tsv":
+        return read_table(path, name=name, header=True, delimiter="\t")
+    return read_table(path, name=name, header="infer")
 
 
 def read_matrix(path: str | os.PathLike, *, name: str = "in_file"
                 ) -> tuple[NDArray, list[str] | None]:
-    """Read a ``.npy`` or a TSV/CSV matrix (optional header row; ``n/a`` is NaN).
+    """Read a ``.npy`` or a text table of numbers (see :func:`read_text_table`; ``n/a`` is NaN).
 
-    Returns the array (1D or 2D as stored; a one-column text file is 1D) and the header
-    names, or None without a header.
+    Returns the array (1D or 2D as stored; a one-column text file without header is 1D) and
+    the header names, or None without a header.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{name}: no such file '{path}'")
+        raise FileNotFoundError(f"{name} '{path}': the file does not exist; expected a matrix")
     if path.suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
         except ValueError as exc:
-            raise ValueError(f"{name}: '{path}' is not a readable .npy array ({exc})") from exc
+            raise ValueError(f"{name} '{path}': not a readable .npy array ({exc}); expected "
+                             "a numeric array") from exc
         if array.ndim not in (1, 2) or array.dtype.kind not in "fiu":
             raise ValueError(
-                f"{name}: '{path}' holds a {array.ndim}D {array.dtype} array; expected a 1D or "
-                "2D numeric array (samples x features)"
+                f"{name} '{path}': a {array.ndim}D {array.dtype} array; expected a 1D or 2D "
+                "numeric array (samples x features)"
             )
         return array, None
-    delimiter = "," if path.suffix == ".csv" else "\t"
-    with open(path, newline="", encoding="utf-8") as stream:
-        rows = [row for row in csv.reader(stream, delimiter=delimiter) if row]
-    if not rows:
-        raise ValueError(f"{name}: '{path}' is empty; expected a matrix")
-    header = None
-    if not _is_numeric_row(rows[0]):
-        header, rows = rows[0], rows[1:]
-    widths = {len(r) for r in rows}
-    if len(widths) > 1:
-        raise ValueError(f"{name}: '{path}' has rows of different lengths {sorted(widths)}")
-    try:
-        array = np.array([[_parse_float(v) for v in r] for r in rows], dtype=np.float64)
-    except ValueError as exc:
-        raise ValueError(f"{name}: '{path}' has a non-numeric value ({exc})") from exc
-    if header is not None and array.size and len(header) != array.shape[1]:
-        raise ValueError(
-            f"{name}: '{path}' has {len(header)} header names for {array.shape[1]} columns"
-        )
-    if array.ndim == 2 and array.shape[1] == 1 and header is None:
-        array = array[:, 0]
-    return array, header
-
-
-def _parse_float(value: str) -> float:
-    value = value.strip()
-    if value in ("n/a", "NaN", "nan", ""):
-        return np.nan
-    return float(value)
-
-
-def _is_numeric_row(row: Sequence[str]) -> bool:
-    try:
-        [_parse_float(v) for v in row]
-    except ValueError:
-        return False
-    return True
+    table = read_text_table(path, name=name)
+    if not table.has_header and table.values.shape[1] == 1:
+        return table.values[:, 0], None
+    return table.values, (table.columns if table.has_header else None)

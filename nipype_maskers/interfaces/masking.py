@@ -14,19 +14,22 @@ from nipype.interfaces.base import (
 from ..core.io.images import load_img
 from ..core.spatial import masking
 from ..core.voxels import masker as nifti_masker
+from ..files import save_nifti
 from .base import (
     CleanSpecMixin,
     GridSpecMixin,
     MaskArgsSpecMixin,
     MaskersInputSpec,
     ThreadsSpecMixin,
+    VolumeSelection,
     clean_args_from,
     defined,
     grid_from,
     header_t_r,
     mask_args_from,
+    parse_volumes,
 )
-from .io import output_path, read_matrix, save_nifti, save_npy
+from .io import output_path, read_matrix, save_npy
 
 
 class _ComputeMaskInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin,
@@ -68,24 +71,9 @@ class ComputeMask(SimpleInterface):
                 target_affine=target_affine, target_shape=target_shape,
                 n_threads=self.inputs.num_threads,
             )
-        out = output_path(runs[0], "mask", ".nii.gz", runtime.cwd)
+        out = output_path(runs[0], runtime.cwd, suffix="mask", extension=".nii.gz")
         self._results["mask_file"] = str(save_nifti(mask, out))
         return runtime
-
-
-def parse_volumes(value):
-    """Volume selection from a trait: int, list of int/bool, or a 'start:stop[:step]' string."""
-    if not isinstance(value, str):
-        return value
-    parts = value.split(":")
-    if len(parts) == 1:
-        return int(parts[0])
-    try:
-        return slice(*[int(p) if p.strip() else None for p in parts])
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"volumes: expected an index, a list, or 'start:stop[:step]', got {value!r}"
-        ) from None
 
 
 class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin, CleanSpecMixin,
@@ -98,10 +86,10 @@ class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin, 
         traits.Float, traits.List(traits.Float, minlen=3, maxlen=3),
         desc="Gaussian smoothing FWHM in mm (one value or one per axis)",
     )
-    volumes = traits.Either(
-        traits.Int, traits.List(traits.Int), traits.List(traits.Bool), traits.Str,
-        desc="volumes to use, as nilearn.image.index_img: an index, a list of indices or "
-        "booleans, or 'start:stop[:step]' (e.g. '0:100' for the first 100)",
+    volumes = VolumeSelection(
+        desc="volumes to use, as nilearn.image.index_img: an index, a list of indices, a "
+        "list of booleans (a mask, one per volume), or 'start:stop[:step]' (e.g. '0:100' "
+        "for the first 100)",
     )
     dtype = traits.Enum("float32", "float64", usedefault=True, desc="output matrix dtype")
 
@@ -148,8 +136,8 @@ class NiftiMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in result.volumes]
-        mask_out = output_path(source, "mask", ".nii.gz", runtime.cwd)
-        signals_out = output_path(source, "signals", ".npy", runtime.cwd)
+        mask_out = output_path(source, runtime.cwd, suffix="mask", extension=".nii.gz")
+        signals_out = output_path(source, runtime.cwd, suffix="signals", extension=".npy")
         self._results["mask_file"] = str(save_nifti(result.mask, mask_out))
         self._results["out_file"] = str(save_npy(result.signals, signals_out))
         return runtime
@@ -158,7 +146,8 @@ class NiftiMasker(SimpleInterface):
 class _UnmaskInputSpec(MaskersInputSpec):
     in_file = File(
         exists=True, mandatory=True,
-        desc="matrix (.npy, or TSV with an optional header): 1D -> 3D image, 2D -> 4D",
+        desc="matrix: .npy, a .tsv (its first row is its header) or a .csv/.txt (header "
+        "inferred); 1D -> 3D image, 2D -> 4D",
     )
     mask_file = File(exists=True, mandatory=True, desc="the mask the matrix was extracted with")
     dtype = traits.Enum("float32", "float64", usedefault=True, desc="output image dtype")
@@ -178,6 +167,7 @@ class Unmask(SimpleInterface):
         matrix, _ = read_matrix(self.inputs.in_file)
         load_img(self.inputs.mask_file, name="mask_file", ndim=3)
         img = masking.unmask(np.asarray(matrix, dtype=self.inputs.dtype), self.inputs.mask_file)
-        out = output_path(self.inputs.in_file, "unmasked", ".nii.gz", runtime.cwd)
+        out = output_path(self.inputs.in_file, runtime.cwd, suffix="unmasked",
+                          extension=".nii.gz")
         self._results["out_file"] = str(save_nifti(img, out))
         return runtime

@@ -12,33 +12,44 @@ import warnings
 import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, isdefined, traits
 
-from ..core.io.images import load_img
+from ..core.io.hashing import hash_reads
+from ..core.io.images import load_img, n_volumes
+from ..core.io.tables import format_table
+from ..core.io.volumes import resolve_volumes
 from ..core.regions import inverse as region_images
 from ..core.regions import maskers as region_maskers
 from ..core.regions.label_names import read_lut
 from ..core.regions.spheres import read_seeds
+from ..core.signal.censoring import kept_positions, reinsert_censored
+from ..files import save_nifti, write_text
 from .base import (
+    CensoredSpecMixin,
     CleanSpecMixin,
     MaskersInputSpec,
     ThreadsSpecMixin,
+    VolumeSelection,
     clean_args_from,
     defined,
     header_t_r,
+    parse_volumes,
 )
-from .io import format_tsv, output_path, read_matrix, save_text
-from .masking import parse_volumes
+from .io import output_path, read_matrix, read_text_table
+
+#: The columns of a region masker's ``regions_file``.
+REGIONS_COLUMNS = ("index", "name", "voxel_count", "coverage")
 
 
-class _RegionMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, ThreadsSpecMixin):
+class _RegionMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin,
+                             ThreadsSpecMixin):
     in_file = File(exists=True, mandatory=True, desc="3D or 4D image (NIfTI)")
     mask_file = File(exists=True, desc="binary mask: voxels outside it are left out")
     smoothing_fwhm = traits.Either(
         traits.Float, traits.List(traits.Float, minlen=3, maxlen=3),
         desc="Gaussian smoothing FWHM in mm before extraction",
     )
-    volumes = traits.Either(
-        traits.Int, traits.List(traits.Int), traits.List(traits.Bool), traits.Str,
-        desc="volumes to use: an index, a list, or 'start:stop[:step]'",
+    volumes = VolumeSelection(
+        desc="volumes to use, as nilearn.image.index_img: an index, a list of indices, a "
+        "list of booleans (a mask, one per volume), or 'start:stop[:step]'",
     )
     dtype = traits.Enum("float32", "float64", usedefault=True,
                         desc="precision of the extracted signals")
@@ -53,11 +64,15 @@ class _RegionMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, ThreadsSpecMixin)
 
 
 class _RegionMaskerOutputSpec(TraitedSpec):
-    out_file = File(desc="region signals: TSV, header = region names, one row per kept volume")
+    out_file = File(desc="region signals: TSV, header = region names, one row per kept volume "
+                    "(censored='nan': per selected volume, n/a for the censored ones)")
     regions_file = File(desc="TSV: index, name, voxel_count, coverage per region")
     t_r = traits.Either(None, traits.Float, desc="the TR used for cleaning")
     t_r_source = traits.Str(desc="where t_r came from: 'input t_r', 'NIfTI header' or ''")
     volumes = traits.List(traits.Int, desc="the input volume of each output row")
+    in_file_sha256 = traits.Str(
+        desc="SHA-256 (hex) of in_file's bytes, computed while it was streamed (no second read)"
+    )
 
 
 class _RegionMasker(SimpleInterface):
@@ -80,22 +95,39 @@ class _RegionMasker(SimpleInterface):
             "clean_args": clean_args,
             "n_threads": self.inputs.num_threads,
         }
-        result = self._extract(img, common)
+        with hash_reads(self.inputs.in_file) as digest:  # hashed as it is streamed
+            result = self._extract(img, common)
+        signals, volumes = result.signals, result.volumes
+        if self.inputs.censored == "nan":
+            signals, volumes = _with_censored_rows(result, n_volumes(img), common["volumes"])
         source = self.inputs.in_file
-        out = output_path(source, f"desc-{self._kind}_timeseries", ".tsv", runtime.cwd)
-        regions = output_path(source, f"desc-{self._kind}_regions", ".tsv", runtime.cwd)
-        table = np.column_stack([result.ids, result.sizes, result.coverage])
-        lines = ["index\tname\tvoxel_count\tcoverage"] + [
-            f"{int(i)}\t{name}\t{int(n)}\t{c!r}" for (i, n, c), name in
-            zip(table.tolist(), result.names, strict=True)
-        ]
-        signals_text = format_tsv(result.signals, result.names)  # both built before writing
-        self._results["regions_file"] = str(save_text("\n".join(lines) + "\n", regions))
-        self._results["out_file"] = str(save_text(signals_text, out))
+        out = output_path(source, runtime.cwd, desc=self._kind, suffix="timeseries",
+                          extension=".tsv")
+        regions = output_path(source, runtime.cwd, desc=self._kind, suffix="regions",
+                              extension=".tsv")
+        rows = zip(np.asarray(result.ids).tolist(), result.names,
+                   np.asarray(result.sizes).tolist(), np.asarray(result.coverage).tolist(),
+                   strict=True)
+        regions_text = format_table(REGIONS_COLUMNS, [(int(i), name, int(n), float(c))
+                                                      for i, name, n, c in rows],
+                                    name="regions_file")
+        signals_text = format_table(result.names, np.atleast_2d(signals),
+                                    name="out_file")  # both built before writing
+        self._results["regions_file"] = str(write_text(regions_text, regions))
+        self._results["out_file"] = str(write_text(signals_text, out))
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
-        self._results["volumes"] = [int(v) for v in result.volumes]
+        self._results["volumes"] = [int(v) for v in volumes]
+        self._results["in_file_sha256"] = digest.hexdigest()
         return runtime
+
+
+def _with_censored_rows(result, n_input: int, volumes) -> tuple[np.ndarray, np.ndarray]:
+    """The signals with one row per selected volume, NaN (``n/a``) for the censored ones, and
+    the input volume of each row (``censored='nan'``)."""
+    selected = resolve_volumes(volumes, n_input)
+    positions = kept_positions(result.volumes, selected)
+    return reinsert_censored(result.signals, positions, selected.size), selected
 
 
 class _LabelsInputSpec(_RegionMaskerInputSpec):
@@ -188,10 +220,7 @@ class _SpheresSpecMixin(traits.HasTraits):
 def seeds_from(inputs) -> tuple[np.ndarray, list[str] | None]:
     """Seeds and their names from ``seeds`` or ``seeds_file`` (exactly one)."""
     if isdefined(inputs.seeds_file):
-        try:
-            return read_seeds(inputs.seeds_file)
-        except ValueError as exc:
-            raise ValueError(f"seeds_file: {exc}") from exc
+        return read_seeds(inputs.seeds_file)  # its errors name seeds_file
     if isdefined(inputs.seeds) and inputs.seeds:
         return np.asarray(inputs.seeds, dtype=np.float64), None
     raise ValueError("seeds: give seeds (a list of (x, y, z) in mm) or seeds_file")
@@ -233,32 +262,20 @@ class _SignalsToImageInputSpec(MaskersInputSpec, _SpheresSpecMixin):
     allow_overlap = traits.Bool(False, usedefault=True, desc="spheres: allow shared voxels")
 
 
-def read_signals(path: str) -> np.ndarray:
-    """Region signals from a ``.npy`` or from a region masker's TSV.
+def read_signals(path: str, *, name: str = "in_file") -> np.ndarray:
+    """Region signals, shape (volumes, regions), from a ``.npy`` or a region masker's TSV.
 
-    The TSV's first row is always its header, even when the region names are numbers (the
-    default names are the label values or the indices, which ``read_matrix`` would take for a
-    row of data); ``n/a`` is NaN.
+    A ``.tsv``'s first row is always its header, even when the region names are numbers (the
+    default names are the label values or the indices); ``n/a`` is NaN. See
+    :func:`~nipype_maskers.interfaces.io.read_text_table` for other text files.
     """
     if path.endswith(".npy"):
-        return read_matrix(path)[0]
-    delimiter = "," if path.endswith(".csv") else "\t"
-    with open(path, encoding="utf-8") as stream:
-        rows = [line.rstrip("\r\n").split(delimiter) for line in stream if line.strip()]
-    if len(rows) < 2:
-        raise ValueError(f"in_file: '{path}' has no row of signals; expected a header row of "
-                         "region names and one row per volume (a region masker's TSV)")
-    width = len(rows[0])
-    bad = next((n for n, row in enumerate(rows[1:], start=2) if len(row) != width), None)
-    if bad is not None:
-        raise ValueError(f"in_file: '{path}' line {bad} has {len(rows[bad - 1])} values; the "
-                         f"header names {width} regions")
-    try:
-        return np.array([[np.nan if v.strip() in ("n/a", "NaN", "nan", "") else float(v)
-                          for v in row] for row in rows[1:]])
-    except ValueError as exc:
-        raise ValueError(f"in_file: '{path}' has a non-numeric value ({exc}); expected "
-                         "numbers or n/a below the header") from None
+        return read_matrix(path, name=name)[0]
+    table = read_text_table(path, name=name)
+    if not table.cells:
+        raise ValueError(f"{table.source}: no row of signals; expected a header row of region "
+                         "names and one row per volume (a region masker's TSV)")
+    return table.values
 
 
 class _SignalsToImageOutputSpec(TraitedSpec):
@@ -285,8 +302,8 @@ class SignalsToImage(SimpleInterface):
                 signals, seeds, mask, radius=defined(self.inputs.radius),
                 allow_overlap=self.inputs.allow_overlap,
             )
-        out = output_path(self.inputs.in_file, "regions_image", ".nii.gz", runtime.cwd)
-        from .io import save_nifti
-
+        # the inverse of a masker, as Unmask is: same suffix
+        out = output_path(self.inputs.in_file, runtime.cwd, suffix="unmasked",
+                          extension=".nii.gz")
         self._results["out_file"] = str(save_nifti(img, out))
         return runtime

@@ -11,7 +11,6 @@ without it, and a reportlet asked for without it fails with that instruction.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -25,46 +24,22 @@ from nipype.interfaces.base import (
 )
 
 from ..core.io.images import load_img
+from ..core.io.tables import read_table
 from ..core.regions.spheres import read_seeds
+from ..files import save_nifti, write_bytes, write_text
 from ..reporting import require_matplotlib
 from .base import MaskersInputSpec, defined, header_t_r, read_sample_mask
-from .io import atomic_path, read_matrix, save_nifti, save_npy, save_text, split_ext
-from .regions import read_signals
+from .io import output_path, read_matrix, save_npy, split_ext
+from .regions import REGIONS_COLUMNS, read_signals
 
 _FD_COLUMN = "framewise_displacement"
-
-
-def report_path(source: str, desc: str | None, ext: str, newpath: str, *,
-                extra: str = "", suffix: str = "report") -> Path:
-    """``<source entities without desc>[_<extra>][_desc-<desc>]_<suffix><ext>`` in ``newpath``.
-
-    Examples
-    --------
-    >>> report_path('/d/sub-01_task-rest_space-MNI_desc-preproc_bold.nii.gz', 'mask', '.svg',
-    ...             '/o').name
-    'sub-01_task-rest_space-MNI_desc-mask_report.svg'
-    >>> report_path('sub-01_bold.nii.gz', None, '.html', '/o').name
-    'sub-01_report.html'
-    """
-    stem, _ = split_ext(source)
-    parts = stem.split("_")
-    if len(parts) > 1 and "-" not in parts[-1]:
-        parts = parts[:-1]
-    parts = [p for p in parts if not p.startswith("desc-")]
-    if extra:
-        parts.append(extra)
-    if desc:
-        parts.append(f"desc-{desc}")
-    return Path(newpath) / ("_".join(parts + [suffix]) + ext)
 
 
 def _write_report(content: str | bytes, path: Path) -> str:
     """Write SVG text or PNG bytes atomically."""
     if isinstance(content, bytes):
-        with atomic_path(path) as tmp:
-            Path(tmp).write_bytes(content)
-        return str(path)
-    return str(save_text(content, path))
+        return str(write_bytes(content, path))
+    return str(write_text(content, path))
 
 
 class _ReportletInputSpec(MaskersInputSpec):
@@ -102,8 +77,10 @@ class SummarizeBold(SimpleInterface):
         img = load_img(self.inputs.in_file, name="in_file", ndim=4)
         summary = summarize_bold(img, self.inputs.mask_file, max_voxels=self.inputs.max_voxels)
         source = self.inputs.in_file
-        mean = report_path(source, "mean", ".nii.gz", runtime.cwd, suffix="boldref")
-        carpet = report_path(source, "carpet", ".npy", runtime.cwd, suffix="timeseries")
+        mean = output_path(source, runtime.cwd, desc="mean", suffix="boldref",
+                           extension=".nii.gz")
+        carpet = output_path(source, runtime.cwd, desc="carpet", suffix="timeseries",
+                             extension=".npy")
         self._results["mean_file"] = str(save_nifti(summary.mean, mean))
         self._results["carpet_file"] = str(save_npy(summary.carpet, carpet))
         self._results["t_r"] = header_t_r(img)
@@ -132,8 +109,8 @@ class MaskReport(SimpleInterface):
         content = plot_mask(self.inputs.in_file, self.inputs.mask_file,
                             strategy=defined(self.inputs.mask_strategy),
                             n_slices=self.inputs.n_slices, fmt=self.inputs.out_format)
-        out = report_path(self.inputs.in_file, "mask", f".{self.inputs.out_format}",
-                          runtime.cwd)
+        out = output_path(self.inputs.in_file, runtime.cwd, desc="mask", suffix="report",
+                          extension=f".{self.inputs.out_format}")
         self._results["out_report"] = _write_report(content, out)
         return runtime
 
@@ -168,19 +145,25 @@ class _AtlasReportOutputSpec(_ReportletOutputSpec):
     out_table = File(desc="the regions table, an HTML fragment (with regions_file)")
 
 
-def read_regions_table(path: str) -> list[tuple[int, str, int, float]]:
+def read_regions_table(path: str, *, name: str = "regions_file"
+                       ) -> list[tuple[int, str, int, float]]:  # fmt: skip
     """A masker's regions TSV as (index, name, voxel_count, coverage) rows."""
-    with open(path, encoding="utf-8", newline="") as stream:
-        rows = [row for row in csv.reader(stream, delimiter="\t") if row]
-    expected = ["index", "name", "voxel_count", "coverage"]
-    if not rows or [c.strip() for c in rows[0][:4]] != expected:
-        raise ValueError(f"regions_file: '{path}' must start with the header "
-                         f"{' '.join(expected)} (a region masker's regions_file)")
-    try:
-        return [(int(r[0]), r[1], int(r[2]), float(r[3].replace("n/a", "nan")))
-                for r in rows[1:]]
-    except (IndexError, ValueError) as exc:
-        raise ValueError(f"regions_file: '{path}' has a malformed row ({exc})") from None
+    table = read_table(path, name=name, header=True, delimiter="\t", numeric=False)
+    if tuple(table.columns[:4]) != REGIONS_COLUMNS:
+        raise ValueError(f"{table.source}: the header starts with {table.columns[:4]}; "
+                         f"expected {' '.join(REGIONS_COLUMNS)} (a region masker's "
+                         "regions_file)")
+    integers = ["index", "voxel_count"]
+    counts = table.numbers(integers)
+    bad = ~np.isfinite(counts) | (counts != np.round(counts))
+    if bad.any():
+        row, col = (int(i[0]) for i in np.nonzero(bad))
+        raise ValueError(f"{table.source}: line {table.lines[row]}: {integers[col]} "
+                         f"{table.text(integers[col])[row]!r} is not an integer; expected "
+                         "integer indices and voxel counts")
+    coverage = table.numbers(["coverage"])[:, 0]
+    return [(int(i), region, int(n), float(c)) for (i, n), region, c
+            in zip(counts.tolist(), table.text("name"), coverage.tolist(), strict=True)]
 
 
 class AtlasReport(SimpleInterface):
@@ -211,23 +194,20 @@ class AtlasReport(SimpleInterface):
                                       n_maps=self.inputs.n_maps,
                                       threshold=self.inputs.threshold, **common)
         else:
-            try:
-                seeds, _ = read_seeds(self.inputs.seeds_file)
-            except ValueError as exc:
-                raise ValueError(f"seeds_file: {exc}") from exc
+            seeds, _ = read_seeds(self.inputs.seeds_file)  # its errors name seeds_file
             content = atlas.plot_spheres(self.inputs.in_file, seeds,
                                          defined(self.inputs.radius), **common)
-        extra = f"atlas-{name}" if name else ""
-        ext = f".{self.inputs.out_format}"
-        out = report_path(self.inputs.in_file, kind, ext, runtime.cwd, extra=extra)
+        atlas_entity = {"atlas": name} if name else {}
+        out = output_path(self.inputs.in_file, runtime.cwd, desc=kind, suffix="report",
+                          extension=f".{self.inputs.out_format}", **atlas_entity)
         self._results["out_report"] = _write_report(content, out)
         if isdefined(self.inputs.regions_file):
             rows = read_regions_table(self.inputs.regions_file)
             table = atlas.regions_table_html(rows, title=f"Regions of the {title[0].lower()}"
                                              f"{title[1:]}")
-            out = report_path(self.inputs.in_file, f"{kind}regions", ".html", runtime.cwd,
-                              extra=extra)
-            self._results["out_table"] = str(save_text(table, out))
+            out = output_path(self.inputs.in_file, runtime.cwd, desc=f"{kind}regions",
+                              suffix="report", extension=".html", **atlas_entity)
+            self._results["out_table"] = str(write_text(table, out))
         return runtime
 
 
@@ -255,8 +235,8 @@ class _SignalsReportInputSpec(_ReportletInputSpec):
                            "a 4D image, 'series' for a matrix)")
 
 
-def _fd_column(path: str) -> np.ndarray | None:
-    table, header = read_matrix(path, name="fd_file")
+def _fd_column(table: np.ndarray, header: list[str] | None) -> np.ndarray | None:
+    """The framewise_displacement column of a table read by ``read_matrix``, if it has one."""
     if header is None or _FD_COLUMN not in header:
         return None
     return np.atleast_2d(table.T).T[:, header.index(_FD_COLUMN)]
@@ -294,16 +274,17 @@ class SignalsReport(SimpleInterface):
                    else read_matrix(source)[0])
             raw_label = "series"
         raw_label = defined(self.inputs.raw_label, raw_label)
-        confounds, names = None, ()
+        confounds, header = None, None
         if isdefined(self.inputs.confounds_file):
             confounds, header = read_matrix(self.inputs.confounds_file, name="confounds_file")
-            names = header or ()
+        names = header or ()
         sample_mask = (read_sample_mask(self.inputs.sample_mask_file)
                        if isdefined(self.inputs.sample_mask_file) else None)
         fd = None
-        for path in (defined(self.inputs.fd_file), defined(self.inputs.confounds_file)):
-            if path is not None and fd is None:
-                fd = _fd_column(path)
+        if isdefined(self.inputs.fd_file):
+            fd = _fd_column(*read_matrix(self.inputs.fd_file, name="fd_file"))
+        if fd is None and confounds is not None:  # the table read above, not a second read
+            fd = _fd_column(confounds, header)
         cleaned = []
         if confounds is not None or sample_mask is not None:
             cleaned.append(("after: trend, confounds\nout (display only)",
@@ -315,14 +296,15 @@ class SignalsReport(SimpleInterface):
             raise ValueError(f"cleaned_labels: {len(labels)} labels for {len(files)} "
                              "cleaned_files; give one per file")
         for number, path in enumerate(files):
-            matrix = read_signals(path) if not path.endswith(".npy") else read_matrix(path)[0]
+            matrix = read_signals(path, name="cleaned_files")  # .npy or a masker's TSV
             label = labels[number] if labels else split_ext(path)[0]
             cleaned.append((f"after: {label}", matrix))  # the masker's cleaned output
         content = plot_carpet(raw, cleaned=cleaned, confounds=confounds, confound_names=names,
                               sample_mask=sample_mask, fd=fd,
                               fd_threshold=defined(self.inputs.fd_threshold), t_r=t_r,
                               raw_label=raw_label, fmt=self.inputs.out_format)
-        out = report_path(source, "signals", f".{self.inputs.out_format}", runtime.cwd)
+        out = output_path(source, runtime.cwd, desc="signals", suffix="report",
+                          extension=f".{self.inputs.out_format}")
         self._results["out_report"] = _write_report(content, out)
         return runtime
 
@@ -354,10 +336,10 @@ class RunReport(SimpleInterface):
         source = defined(self.inputs.source_file, "run")
         sections = [read_reportlet(path, number)
                     for number, path in enumerate(self.inputs.reportlets, start=1)]
-        default = report_path(source, None, "", runtime.cwd).name[: -len("_report")]
+        out = output_path(source, runtime.cwd, desc=None, suffix="report", extension=".html")
+        default = out.name[: -len("_report.html")]
         title = defined(self.inputs.title) or f"Report: {default}"
         page = assemble_report(title, sections, defined(self.inputs.parameters, {}),
                                subtitle=f"{Path(source).name} - nipype-maskers {__version__}")
-        out = report_path(source, None, ".html", runtime.cwd)
-        self._results["out_report"] = str(save_text(page, out))
+        self._results["out_report"] = str(write_text(page, out))
         return runtime

@@ -15,8 +15,8 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.io.images import ImageLike, iter_volumes, load_img, n_volumes
-from ..core.io.streaming import same_grid
+from ..core.io.images import ImageLike, load_img, n_volumes, same_grid
+from ..core.io.volumes import iter_volumes
 from ..core.spatial.resampling import resample_img
 from . import slices
 from .figures import Format, Overlay, check_format, mosaic_figure, save

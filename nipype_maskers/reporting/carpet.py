@@ -21,8 +21,8 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.io.images import ImageLike, iter_volumes, load_img, n_volumes
-from ..core.io.streaming import same_grid
+from ..core.io.images import ImageLike, load_img, n_volumes, same_grid
+from ..core.io.volumes import iter_volumes
 from .figures import FIG_WIDTH, Format, check_format, new_figure, save
 
 #: Voxels sampled for the carpet by default (rows of the image).

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.io.images import ImageLike, load_img
-from ..core.io.streaming import same_grid
+from ..core.io.images import ImageLike, load_img, same_grid
 from ..core.spatial.masking import mean_volume
 from ..core.spatial.resampling import resample_img
 from . import slices

@@ -5,7 +5,8 @@ library only, no pandas):
 
 - :func:`read_confounds_table` reads a delimited text table into a float64
   array and its column names, as :func:`pandas.read_csv` or nilearn's
-  ``signal.clean(confounds=<path>)`` would;
+  ``signal.clean(confounds=<path>)`` would (through the package's one table
+  reader, :func:`~nipype_maskers.core.io.tables.read_table`);
 - :func:`find_confounds_file`, :func:`find_tedana_files` and
   :func:`check_bold_file` resolve fMRIPrep / tedana file names as
   ``nilearn.interfaces.fmriprep`` does.
@@ -16,10 +17,8 @@ live in :mod:`nipype_maskers.core.confounds.strategies`.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from ..io.tables import NA_VALUES, Table, is_number, read_table
+
 __all__ = [
     "NA_VALUES",
     "ConfoundsTable",
@@ -37,15 +38,9 @@ __all__ = [
     "find_confounds_file",
     "find_tedana_files",
     "read_confounds_table",
+    "read_confounds_text",
+    "read_fmriprep_table",
 ]
-
-#: Cell values read as missing (NaN): pandas' default ``na_values``.
-NA_VALUES = frozenset(
-    {
-        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-    }
-)  # fmt: skip
 
 _FMRIPREP_SUFFIXES = ("_timeseries.tsv", "_regressors.tsv")
 _TEDANA_SUFFIXES = ("_mixing.tsv", "_metrics.tsv")
@@ -110,49 +105,6 @@ def _as_path(path: Any, name: str) -> Path:
     return Path(path)
 
 
-def _is_number(cell: str) -> bool:
-    """Whether a cell reads as a number (a missing-value marker counts as one)."""
-    if cell.strip() in NA_VALUES:
-        return True
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
-def _split_rows(path: Path) -> list[list[str]]:
-    """Split a text file into rows of cells, guessing the delimiter.
-
-    The delimiter is a tab if the first non-blank line has one, else a comma,
-    else a semicolon, else runs of whitespace (e.g. SPM's ``rp_*.txt``).
-    Blank lines are skipped. Every row must have the same number of cells.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"confounds file {str(path)!r} does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as stream:
-        text = stream.read()
-    first = next((line for line in text.splitlines() if line.strip()), None)
-    if first is None:
-        raise ValueError(f"confounds file {str(path)!r} is empty")
-    delimiter = next((d for d in "\t,;" if d in first), None)
-    if delimiter is None:
-        raw = [line.split() for line in text.splitlines()]
-    else:
-        raw = list(csv.reader(text.splitlines(), delimiter=delimiter))
-    numbered = [(i + 1, row) for i, row in enumerate(raw) if "".join(row).strip()]
-    n_cells = len(numbered[0][1])
-    bad = [(line, len(row)) for line, row in numbered if len(row) != n_cells]
-    if bad:
-        line, got = bad[0]
-        raise ValueError(
-            f"confounds file {str(path)!r}: rows have different lengths; the first row has "
-            f"{n_cells} cells but line {line} has {got} ({len(bad)} bad row(s) in total). "
-            "Every row must have one value per column."
-        )
-    return [row for _, row in numbered]
-
-
 def _unique_names(names: list[str]) -> list[str]:
     """Rename duplicated column names ``x, x`` to ``x, x.1`` as pandas does."""
     counts: dict[str, int] = {}
@@ -168,62 +120,22 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _cells_to_float(rows: list[list[str]], columns: list[str], path: Path) -> NDArray:
-    """Convert rows of cells to a float64 array (missing-value markers -> NaN)."""
-    nan = math.nan
-    values = []
-    for i, row in enumerate(rows):
-        try:
-            values.append(list(map(float, row)))
-            continue
-        except ValueError:
-            pass
-        parsed = []
-        for j, cell in enumerate(row):
-            if cell.strip() in NA_VALUES:
-                parsed.append(nan)
-                continue
-            try:
-                parsed.append(float(cell))
-            except ValueError:
-                raise ValueError(
-                    f"confounds file {str(path)!r}: value {cell!r} in column "
-                    f"{columns[j]!r}, data row {i + 1} is not a number; expected numbers or a "
-                    f"missing-value marker such as 'n/a'"
-                ) from None
-        values.append(parsed)
-    return np.array(values, dtype=np.float64).reshape(len(rows), len(columns))
+def read_confounds_text(path: str | os.PathLike, *, name: str = "confounds_file") -> Table:
+    """A confounds table as text cells, with nilearn's header rule and pandas' column names.
 
-
-def _read_cells(path: Path) -> tuple[list[str], list[list[str]], bool]:
-    """Read a text table as strings: ``(columns, rows, has_header)``.
-
-    The first row is a header when one of its cells is not a number
-    (missing-value markers count as numbers).
+    The header is inferred (a user file of unknown form): the first row is a header when one
+    of its cells is not a number. Duplicated names become ``x.1``, ``x.2``... as in pandas;
+    without a header the columns are ``'confound_0'``, ``'confound_1'``... Convert columns
+    with :meth:`~nipype_maskers.core.io.tables.Table.numbers`.
     """
-    rows = _split_rows(path)
-    has_header = not all(_is_number(cell) for cell in rows[0])
-    if has_header:
-        return _unique_names(rows[0]), rows[1:], True
-    return [f"confound_{i}" for i in range(len(rows[0]))], rows, False
+    table = read_table(path, name=name, header="infer", numeric=False)
+    if table.has_header:
+        return table._replace(columns=_unique_names(table.columns))
+    return table._replace(columns=[f"confound_{i}" for i in range(len(table.columns))])
 
 
-def _select(columns: list[str], wanted: Sequence[str], path: Path) -> list[int]:
-    """Column indices of ``wanted``; ValueError listing the available names if unknown."""
-    if isinstance(wanted, str) or not all(isinstance(c, str) for c in wanted):
-        raise TypeError(f"columns must be a list of column names (str), got {wanted!r}")
-    index = {name: i for i, name in enumerate(columns)}
-    unknown = [c for c in wanted if c not in index]
-    if unknown:
-        raise ValueError(
-            f"columns {unknown} not found in confounds file {str(path)!r}; available columns: "
-            f"{columns}"
-        )
-    return [index[c] for c in wanted]
-
-
-def read_confounds_table(path: str | os.PathLike, *, columns: Sequence[str] | None = None
-                         ) -> ConfoundsTable:  # fmt: skip
+def read_confounds_table(path: str | os.PathLike, *, columns: Sequence[str] | None = None,
+                         name: str = "confounds_file") -> ConfoundsTable:  # fmt: skip
     r"""Read a confounds table from a TSV, CSV or whitespace-delimited text file.
 
     Parameters
@@ -235,6 +147,8 @@ def read_confounds_table(path: str | os.PathLike, *, columns: Sequence[str] | No
     columns : sequence of str, optional
         Keep only these columns, in this order. Without a header the names are
         ``'confound_0'``, ``'confound_1'``...
+    name : str, default='confounds_file'
+        The input's name, at the start of error messages.
 
     Returns
     -------
@@ -251,12 +165,14 @@ def read_confounds_table(path: str | os.PathLike, *, columns: Sequence[str] | No
 
     Notes
     -----
-    The first row is a header when it is not all numbers (nilearn's rule in
-    ``signal.clean``, where a NaN first value means a header); the
-    missing-value markers of :data:`NA_VALUES` (``'n/a'``, ``'NaN'``, empty...)
-    count as numbers there and read as NaN everywhere. Duplicated header names
-    are renamed ``x.1``, ``x.2``... as pandas does. Unlike pandas, which fills
-    short rows with NaN, rows of different lengths are an error.
+    Read by :func:`~nipype_maskers.core.io.tables.read_table` with
+    ``header='infer'``: the first row is a header when it is not all numbers
+    (nilearn's rule in ``signal.clean``, where a NaN first value means a
+    header); the missing-value markers of :data:`NA_VALUES` (``'n/a'``,
+    ``'NaN'``, empty...) count as numbers there and read as NaN everywhere.
+    Duplicated header names are renamed ``x.1``, ``x.2``... as pandas does.
+    Unlike pandas, which fills short rows with NaN, rows of different lengths
+    are an error.
 
     Examples
     --------
@@ -267,13 +183,9 @@ def read_confounds_table(path: str | os.PathLike, *, columns: Sequence[str] | No
     >>> table.columns, table.data.tolist()
     (['a', 'b'], [[1.0, nan], [3.0, 4.0]])
     """
-    path = _as_path(path, "path")
-    names, rows, _ = _read_cells(path)
-    if columns is not None:
-        keep = _select(names, columns, path)
-        rows = [[row[i] for i in keep] for row in rows]
-        names = [names[i] for i in keep]
-    return ConfoundsTable(_cells_to_float(rows, names, path), names)
+    table = read_confounds_text(path, name=name)
+    names = list(table.columns) if columns is None else list(columns)
+    return ConfoundsTable(table.numbers(names), names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,22 +320,22 @@ def find_tedana_files(path: str | os.PathLike) -> tuple[Path, Path]:
     return out[0], out[1]
 
 
-def _read_fmriprep_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Read an fMRIPrep confounds TSV as strings; reject old or header-less files."""
-    columns, rows, has_header = _read_cells(path)
-    if not has_header or _is_number(columns[0]):
+def read_fmriprep_table(path: Path, *, name: str = "confounds_file") -> Table:
+    """Read an fMRIPrep confounds TSV as text cells; reject old or header-less files."""
+    table = read_confounds_text(path, name=name)
+    if not table.has_header or is_number(table.columns[0]):
         raise ValueError(
-            f"confounds file {str(path)!r} has no header row; column names are needed to "
-            "select confounds (fMRIPrep >= 1.2 writes them). Is this an old fMRIPrep output?"
+            f"{table.source}: the file has no header row; expected column names to select "
+            "confounds by (fMRIPrep >= 1.2 writes them; is this an old fMRIPrep output?)"
         )
-    camel = [c for c in columns if c != c.lower() and c != c.upper() and "_" not in c]
+    camel = [c for c in table.columns if c != c.lower() and c != c.upper() and "_" not in c]
     if camel:
         raise ValueError(
-            f"confounds file {str(path)!r} has camel-case column names {camel[:5]}, as written "
-            "by fMRIPrep 1.0.x/1.1.x; only fMRIPrep >= 1.2.0 outputs (snake_case names such "
-            "as 'trans_x') are supported"
+            f"{table.source}: camel-case column names {camel[:5]}, as written by fMRIPrep "
+            "1.0.x/1.1.x; expected fMRIPrep >= 1.2.0 outputs (snake_case names such as "
+            "'trans_x')"
         )
-    return columns, rows
+    return table
 
 
 def _load_sidecar(sidecar: Any, confounds_file: Path) -> dict | None:

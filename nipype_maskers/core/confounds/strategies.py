@@ -22,11 +22,10 @@ from numpy.typing import NDArray
 from .files import (
     MissingConfoundsError,
     _as_path,
-    _cells_to_float,
     _load_sidecar,
-    _read_cells,
-    _read_fmriprep_table,
     find_tedana_files,
+    read_confounds_text,
+    read_fmriprep_table,
 )
 
 __all__ = ["Confounds", "load_confounds", "load_confounds_strategy"]
@@ -260,9 +259,10 @@ def _finalize(values: NDArray, names: list[str], censored: NDArray | None, demea
 def _load_tedana(path: Path, tedana: str, demean: bool) -> Confounds:
     """Rejected (and accepted) ICA components from tedana's mixing and metrics tables."""
     mixing_file, metrics_file = find_tedana_files(path)
-    mix_cols, mix_rows, mix_header = _read_cells(mixing_file)
-    met_cols, met_rows, _ = _read_cells(metrics_file)
-    if not mix_header or "Component" not in met_cols or "classification" not in met_cols:
+    mixing = read_confounds_text(mixing_file, name="tedana mixing table")
+    metrics = read_confounds_text(metrics_file, name="tedana metrics table")
+    mix_cols, met_cols = mixing.columns, metrics.columns
+    if not mixing.has_header or "Component" not in met_cols or "classification" not in met_cols:
         raise ValueError(
             f"tedana tables {str(mixing_file)!r} / {str(metrics_file)!r}: expected a header "
             "of 'ICA_xx' names in the mixing table and 'Component' and 'classification' "
@@ -274,12 +274,11 @@ def _load_tedana(path: Path, tedana: str, demean: bool) -> Confounds:
         return re.sub(r"ICA_0*(\d+)$", lambda m: f"ICA_{int(m.group(1))}", name)
 
     original = {normal(c): i for i, c in enumerate(mix_cols)}
-    i_comp, i_class = met_cols.index("Component"), met_cols.index("classification")
-    label = {normal(r[i_comp]): r[i_class] for r in met_rows if r[i_class] in wanted}
+    components = zip(metrics.text("Component"), metrics.text("classification"), strict=True)
+    label = {normal(c): kind for c, kind in components if kind in wanted}
     chosen = sorted(c for c in label if c in original)
-    index = [original[c] for c in chosen]
+    values = mixing.numbers([mix_cols[original[c]] for c in chosen])
     names = [f"{label[c]}_{mix_cols[original[c]]}" for c in chosen]
-    values = _cells_to_float([[row[i] for i in index] for row in mix_rows], names, mixing_file)
     return _finalize(values.T, names, None, demean, f"tedana table {str(mixing_file)!r}")
 
 
@@ -397,7 +396,8 @@ def load_confounds(
                           "other components are ignored.", UserWarning, stacklevel=2)  # fmt: skip
         return _load_tedana(path, tedana, bool(demean))
 
-    columns, rows = _read_fmriprep_table(path)
+    table = read_fmriprep_table(path)
+    columns = table.columns
     present = set(columns)
     selected = _containing("non_steady_state", columns)
     missing_cols: list[str] = []
@@ -431,8 +431,7 @@ def load_confounds(
             if absent:
                 found = ([], absent, [])
             else:
-                i_fd, i_dv = columns.index(need[0]), columns.index(need[1])
-                fd, dvars = _cells_to_float([[r[i_fd], r[i_dv]] for r in rows], need, path).T
+                fd, dvars = table.numbers(need).T
                 scrubbed = _scrub_flags(fd, dvars, scrub, fd_threshold, std_dvars_threshold)
         selected += found[0]
         missing_cols += found[1]
@@ -446,8 +445,7 @@ def load_confounds(
         )  # fmt: skip
 
     selected = list(dict.fromkeys(selected))
-    index = {c: i for i, c in enumerate(columns)}
-    values = _cells_to_float([[row[index[c]] for c in selected] for row in rows], selected, path)
+    values = table.numbers(selected)
     is_outlier = np.array([any(k in c for k in _OUTLIER_KEYS) for c in selected], dtype=bool)
     censored = None
     if is_outlier.any():

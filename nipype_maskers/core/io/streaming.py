@@ -21,15 +21,8 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from .images import (
-    ImageError,
-    VolumeSource,
-    compute_dtype,
-    find_nonfinite,
-    finite_range,
-    iter_volumes,
-    warn_nonfinite,
-)
+from .images import ImageError, compute_dtype, find_nonfinite, finite_range, warn_nonfinite
+from .volumes import VolumeSource, iter_volumes
 
 T = TypeVar("T")
 
@@ -42,11 +35,6 @@ class Grid(NamedTuple):
 
     affine: NDArray
     shape: tuple[int, int, int]
-
-
-def same_grid(shape_a, affine_a, shape_b, affine_b) -> bool:
-    """nilearn's ``check_same_fov``: equal 3D shapes and ``allclose`` affines."""
-    return tuple(shape_a[:3]) == tuple(shape_b[:3]) and np.allclose(affine_a, affine_b)
 
 
 def default_threads() -> int:
@@ -159,7 +147,7 @@ def map_volumes(
     img : SpatialImage
         The data (from :func:`~nipype_maskers.core.io.images.load_img`).
     indices : array of int
-        The selected volumes (repeats allowed; see :func:`~.image.iter_volumes`).
+        The selected volumes (repeats allowed; see :func:`~.volumes.iter_volumes`).
     function : callable
         Work on one volume, independent of the other volumes.
     dtype : numpy dtype
@@ -245,7 +233,7 @@ def stream_rows(
     target : Grid, optional
         Resample each volume (cubic spline) onto this grid first.
     sigma : array of 3 floats, optional
-        Gaussian sigma in voxels of the output grid (:func:`~.smoothing.fwhm_to_sigma`).
+        Gaussian sigma in voxels of the output grid (:func:`~.spatial.smoothing.fwhm_to_sigma`).
     clip_range : (min, max), optional
         With ``target``, the data range to clip to (with 0), as nilearn's ``resample_img``
         clips a 4D image with its whole range. None does not clip: only a caller that clips

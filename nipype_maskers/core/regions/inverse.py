@@ -1,6 +1,6 @@
 """Region signals back to images: the ``inverse_transform`` of the three region maskers.
 
-Each takes the signals with one column per atlas region (what :mod:`.region_maskers` returns
+Each takes the signals with one column per atlas region (what :mod:`.maskers` returns
 with stable columns) and paints them on the atlas's grid, as nilearn does: labels and maps on
 their own grid, spheres on the mask's grid.
 """
@@ -11,34 +11,12 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..io.images import ImageError, ImageLike, load_img
-from ..io.streaming import same_grid
+from ..io.images import ImageError, ImageLike, load_img, new_img_like
 from ..spatial.masking import load_mask
 from .labels import prepare_labels, signals_to_labels_image_data
 from .maps import signals_to_maps_image_data
+from .maskers import mask_on_grid
 from .spheres import prepare_spheres, signals_to_spheres_image_data
-
-
-def _mask_on_grid(mask, shape, affine):
-    if mask is None:
-        return None
-    binary, mask_affine = load_mask(mask, name="mask_file")
-    if not same_grid(binary.shape, mask_affine, shape, affine):
-        from ..spatial.resampling import resample_img
-
-        resampled = resample_img(nib.Nifti1Image(binary.astype(np.int8), mask_affine),
-                                 target_affine=affine, target_shape=shape[:3],
-                                 interpolation="nearest")
-        binary = np.asanyarray(resampled.dataobj) != 0
-    return binary
-
-
-def _image(data, affine) -> nib.Nifti1Image:
-    data = np.asarray(data)
-    out = nib.Nifti1Image(data, affine)
-    out.header.set_data_dtype(data.dtype)
-    out.header.set_xyzt_units("mm", "sec")
-    return out
 
 
 def _columns(signals: ArrayLike, n_regions: int, what: str) -> np.ndarray:
@@ -65,10 +43,10 @@ def labels_image(signals: ArrayLike, labels_img: ImageLike, *, mask: ImageLike |
     data = np.asanyarray(atlas.dataobj).reshape(atlas.shape[:3])
     labels = prepare_labels(data, background_label=background_label).labels
     signals = _columns(signals, labels.size, "labels")
-    mask_data = _mask_on_grid(mask, data.shape, atlas.affine)
+    mask_data = mask_on_grid(mask, atlas.affine, data.shape[:3], allow_empty=True)
     painted = signals_to_labels_image_data(signals, data, labels, mask_data=mask_data,
                                            background_label=background_label)
-    return _image(painted, atlas.affine)
+    return new_img_like(None, painted, atlas.affine)
 
 
 def maps_image(signals: ArrayLike, maps_img: ImageLike, *, mask: ImageLike | None = None
@@ -79,9 +57,9 @@ def maps_image(signals: ArrayLike, maps_img: ImageLike, *, mask: ImageLike | Non
         raise ImageError("maps_file: a 3D image; expected 4D maps, one map per volume")
     maps_data = np.asanyarray(maps.dataobj)
     signals = _columns(signals, maps_data.shape[3], "maps")
-    mask_data = _mask_on_grid(mask, maps_data.shape[:3], maps.affine)
+    mask_data = mask_on_grid(mask, maps.affine, maps_data.shape[:3], allow_empty=True)
     painted = signals_to_maps_image_data(signals, maps_data, mask_data=mask_data)
-    return _image(painted, maps.affine)
+    return new_img_like(None, painted, maps.affine)
 
 
 def spheres_image(signals: ArrayLike, seeds: ArrayLike, mask: ImageLike, *,
@@ -97,4 +75,5 @@ def spheres_image(signals: ArrayLike, seeds: ArrayLike, mask: ImageLike, *,
     regions = prepare_spheres(seeds, radius, affine, binary.shape, mask_data=binary,
                               allow_overlap=allow_overlap)
     signals = _columns(signals, regions.n_seeds, "seeds")
-    return _image(signals_to_spheres_image_data(np.nan_to_num(signals), regions), affine)
+    return new_img_like(
+        None, signals_to_spheres_image_data(np.nan_to_num(signals), regions), affine)

@@ -7,13 +7,14 @@ are re-exported by :mod:`nipype_maskers.core.regions.labels`.
 
 from __future__ import annotations
 
-import csv
 import os
 import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from ..io.tables import read_table
 
 __all__ = ["read_lut", "region_names"]
 
@@ -150,39 +151,30 @@ def read_lut(path: str | os.PathLike) -> dict[int, str]:
     ------
     ValueError
         A missing column, a non-integer or duplicate index, an empty name, a row with another
-        number of fields than the header, or no rows.
+        number of cells than the header, or no rows (read by
+        :func:`~nipype_maskers.core.io.tables.read_table`: a header, tabs, ``n/a``).
     """
-    with open(path, encoding="utf-8-sig", newline="") as stream:
-        rows = [
-            (number, row)
-            for number, row in enumerate(csv.reader(stream, delimiter="\t"), start=1)
-            if any(field.strip() for field in row)
-        ]
-    if not rows:
-        raise ValueError(f"lut_file '{path}' is empty; expected a header with index and name")
-    header = [field.strip() for field in rows[0][1]]
-    missing = [column for column in ("index", "name") if column not in header]
+    lut = read_table(path, name="lut_file", header=True, delimiter="\t", numeric=False)
+    missing = [column for column in ("index", "name") if column not in lut.columns]
     if missing:
         raise ValueError(
-            f"lut_file '{path}' has no column {' or '.join(missing)}; expected a tab-separated "
-            f"header with 'index' and 'name', got {header}"
+            f"{lut.source}: the header has no column {' or '.join(missing)}; expected a "
+            f"tab-separated header with 'index' and 'name', got {lut.columns}"
         )
-    i_index, i_name = header.index("index"), header.index("name")
     table: dict[int, str] = {}
-    for number, row in rows[1:]:
-        where = f"lut_file '{path}' line {number}"
-        if len(row) != len(header):
-            raise ValueError(f"{where} has {len(row)} fields; the header has {len(header)}")
-        text, name = row[i_index].strip(), row[i_name].strip()
+    for line, text, name in zip(lut.lines, lut.text("index"), lut.text("name"), strict=True):
+        where = f"{lut.source}: line {line}"
         try:
             index = int(text)
         except ValueError:
-            raise ValueError(f"{where}: index {text!r} is not an integer") from None
+            raise ValueError(f"{where}: index {text!r} is not an integer; expected integer "
+                             "label values") from None
         if not name:
-            raise ValueError(f"{where}: empty name for index {index}")
+            raise ValueError(f"{where}: empty name for index {index}; expected a name")
         if index in table:
-            raise ValueError(f"{where}: duplicate index {index} (first named {table[index]!r})")
+            raise ValueError(f"{where}: duplicate index {index} (first named "
+                             f"{table[index]!r}); expected each index once")
         table[index] = name
     if not table:
-        raise ValueError(f"lut_file '{path}' has a header but no rows")
+        raise ValueError(f"{lut.source}: a header but no rows; expected one row per label")
     return table

@@ -36,7 +36,6 @@ __all__ = [
     "read_lut",
     "region_coverage",
     "region_names",
-    "regions_to_image_data",
     "signals_to_labels_image_data",
 ]
 
@@ -425,23 +424,3 @@ def signals_to_labels_image_data(
             f"{region_labels.tolist()[:20]}; expected one label (and column) per atlas region"
         )
     return _paint(signals, voxel_index, order[pos], shape)
-
-
-def regions_to_image_data(signals: ArrayLike, regions: LabelRegions) -> np.ndarray:
-    """Paint region signals back onto the voxels of :func:`prepare_labels`'s regions.
-
-    Equal to :func:`signals_to_labels_image_data` with the same atlas and mask, but reuses the
-    prepared voxel groups.
-
-    Parameters
-    ----------
-    signals : array, shape (n_samples, regions.n_regions) or (regions.n_regions,)
-    regions : LabelRegions
-
-    Returns
-    -------
-    ndarray, shape regions.shape + (n_samples,) or regions.shape, Fortran-ordered
-    """
-    signals = _check_signals(signals, regions.n_regions)
-    columns = np.repeat(np.arange(regions.n_regions), regions.sizes)
-    return _paint(signals, regions.voxel_index, columns, regions.shape)

@@ -1,10 +1,10 @@
 """Region signals from images: nilearn's Labels, Maps and Spheres maskers, streamed.
 
 Each masker resolves the grid it works on (nilearn's ``resampling_target``), prepares its
-regions once (``core.labels`` / ``core.maps`` / ``core.spheres``), then streams the volumes
+regions once (:mod:`.labels` / :mod:`.maps` / :mod:`.spheres`), then streams the volumes
 through resample -> smooth -> gather and reduces blocks of volumes to region signals, so memory
-does not grow with the number of volumes. Cleaning (``core.signal.clean``) comes last, as in
-nilearn.
+does not grow with the number of volumes. Cleaning
+(:func:`~nipype_maskers.core.signal.cleaning.clean`) comes last, as in nilearn.
 
 Unlike nilearn, the columns are stable: one per region of the atlas (label, map or seed),
 whatever the mask or the resampling removed; such regions are NaN columns (``drop_empty=True``
@@ -27,9 +27,10 @@ from ..io.images import (
     compute_dtype,
     load_img,
     n_volumes,
-    resolve_volumes,
+    same_grid,
 )
-from ..io.streaming import Grid, check_threads, data_range, same_grid, stream_rows
+from ..io.streaming import Grid, check_threads, data_range, stream_rows
+from ..io.volumes import resolve_volumes
 from ..signal.cleaning import clean
 from ..spatial.masking import MaskError, load_mask
 from ..spatial.smoothing import Fwhm, check_fwhm, fwhm_to_sigma
@@ -63,19 +64,27 @@ class _Grids(NamedTuple):
 def _resample_nearest(data: NDArray, affine: NDArray, grid_affine, grid_shape) -> NDArray:
     from ..spatial.resampling import resample_img
 
+    # a bare temporary image, not new_img_like: that would already narrow int64 labels (with
+    # its warning), which resample_img's output does once
     img = nib.Nifti1Image(np.asarray(data), affine)
     out = resample_img(img, target_affine=grid_affine, target_shape=grid_shape,
                        interpolation="nearest")
     return np.asanyarray(out.dataobj)
 
 
-def _mask_on(mask, grid_affine, grid_shape) -> NDArray[np.bool_] | None:
+def mask_on_grid(mask: ImageLike | None, grid_affine: NDArray, grid_shape: Sequence[int], *,
+                 allow_empty: bool = False) -> NDArray[np.bool_] | None:
+    """``mask_file`` as a boolean array on a grid: resampled (nearest) when its own differs.
+
+    None for no mask. A mask left empty by the resampling is an error, unless
+    ``allow_empty`` (the inverse maskers then paint nothing, as before).
+    """
     if mask is None:
         return None
     binary, affine = load_mask(mask, name="mask_file")
     if not same_grid(binary.shape, affine, grid_shape, grid_affine):
         binary = _resample_nearest(binary.astype(np.int8), affine, grid_affine, grid_shape) != 0
-        if not binary.any():
+        if not allow_empty and not binary.any():
             raise MaskError("mask_file: the mask is empty once resampled onto the working grid; "
                             "check that it overlaps the data")
     return binary
@@ -259,7 +268,7 @@ def labels_masker(
     smoothing_fwhm, volumes, dtype, n_threads
         As :func:`~nipype_maskers.core.voxels.masker.mask_volumes`.
     clean_args : dict, optional
-        Keyword arguments for :func:`~..signal.cleaning.clean` (None: no cleaning).
+        Keyword arguments for :func:`~.signal.cleaning.clean` (None: no cleaning).
     """
     img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
                                                          clean_args, name)
@@ -285,7 +294,7 @@ def labels_masker(
 
         fov = resample_volume(np.ones(img.shape[:3], np.float32), img.affine, grids.affine,
                               grids.shape, interpolation="nearest", clip=False) > 0
-    mask_data = _mask_on(mask, grids.affine, grids.shape)
+    mask_data = mask_on_grid(mask, grids.affine, grids.shape)
     with _in_file_terms():
         regions = prepare_labels(atlas_data, mask_data, background_label=background_label)
     if not regions.sizes.any():
@@ -365,7 +374,7 @@ def maps_masker(
         maps_data = np.asanyarray(resample_img(maps, target_affine=grids.affine,
                                                target_shape=grids.shape,
                                                interpolation="linear").dataobj)
-    mask_data = _mask_on(mask, grids.affine, grids.shape)
+    mask_data = mask_on_grid(mask, grids.affine, grids.shape)
     # float64 data or output: solve in float64 (nilearn's lstsq upcasts float32 maps to the
     # float64 data; a float32 operator loses ~1e-4 once detrending removes the mean).
     double = np.float64 in (out_dtype, compute_dtype(img))
@@ -399,7 +408,7 @@ def spheres_masker(
     img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
                                                          clean_args, name)
     shape = tuple(img.shape[:3])
-    mask_data = _mask_on(mask, img.affine, shape)
+    mask_data = mask_on_grid(mask, img.affine, shape)
     try:
         regions = prepare_spheres(seeds, radius, img.affine, shape, mask_data=mask_data,
                                   allow_overlap=allow_overlap)

@@ -33,7 +33,6 @@ Deliberate differences from nilearn 0.14.1:
 
 from __future__ import annotations
 
-import csv
 import numbers
 import os
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from ..io.streaming import finite_block
+from ..io.tables import read_table
 
 __all__ = [
     "SphereRegions",
@@ -383,41 +383,6 @@ def signals_to_spheres_image_data(
 _COORD_COLUMNS = ("x", "y", "z")
 
 
-def _split_rows(text: str) -> list[tuple[int, list[str]]]:
-    """Non-empty, non-comment lines split on tab, comma or whitespace (sniffed from line 1)."""
-    lines = [
-        (n, line.strip())
-        for n, line in enumerate(text.splitlines(), start=1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    if not lines:
-        return []
-    first = lines[0][1]
-    if "\t" in first:
-        delimiter = "\t"
-    elif "," in first:
-        delimiter = ","
-    else:
-        return [(n, line.split()) for n, line in lines]
-    reader = csv.reader([line for _, line in lines], delimiter=delimiter)
-    return [
-        (n, [cell.strip() for cell in cells])
-        for (n, _), cells in zip(lines, reader, strict=True)
-    ]
-
-
-def _parse_number(cell: str, path: str, line: int, column: str) -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        raise ValueError(
-            f"{path}, line {line}: column {column!r} must be a number, got {cell!r}"
-        ) from None
-    if not np.isfinite(value):
-        raise ValueError(f"{path}, line {line}: column {column!r} is not finite ({cell!r})")
-    return value
-
-
 def read_seeds(path: str | os.PathLike) -> tuple[NDArray[np.float64], list[str] | None]:
     """Read seed coordinates from a TSV, CSV or whitespace-separated text file.
 
@@ -447,50 +412,39 @@ def read_seeds(path: str | os.PathLike) -> tuple[NDArray[np.float64], list[str] 
     FileNotFoundError
         The file does not exist.
     """
-    path = os.fspath(path)
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        rows = _split_rows(handle.read())
-    if not rows:
-        raise ValueError(f"{path}: no seeds (the file is empty)")
-
-    header = [cell.lower() for cell in rows[0][1]]
-    try:
-        [float(cell) for cell in header]
-        headerless = True
-    except ValueError:
-        headerless = False
-    if headerless:
-        if len(header) != 3:
+    table = read_table(path, name="seeds_file", header="infer", comment="#", numeric=False)
+    source = table.source
+    if not table.has_header:
+        if len(table.columns) != 3:
             raise ValueError(
-                f"{path}: a file without header must have 3 columns (x, y, z); line "
-                f"{rows[0][0]} has {len(header)}. Add a header row naming x, y, z (and name)."
+                f"{source}: line {table.lines[0]} has {len(table.columns)} cells; a file "
+                "without header must have 3 columns (x, y, z), else a header row naming x, y, "
+                "z (and name)"
             )
-        header, body = list(_COORD_COLUMNS), rows
+        table = table._replace(columns=list(_COORD_COLUMNS))
     else:
-        body = rows[1:]
+        header = [column.lower() for column in table.columns]
         duplicated = sorted({c for c in header if header.count(c) > 1 and c})
         if duplicated:
-            raise ValueError(f"{path}: duplicated columns {duplicated} in the header")
+            raise ValueError(f"{source}: duplicated columns {duplicated} in the header; "
+                             "expected each column once (names are read in any case)")
         missing = [c for c in _COORD_COLUMNS if c not in header]
         if missing:
             raise ValueError(
-                f"{path}: the header must name the columns x, y, z (any case); missing "
-                f"{missing}, found {rows[0][1]}"
+                f"{source}: the header must name the columns x, y, z (any case); missing "
+                f"{missing}, found {table.columns}"
             )
-    if not body:
-        raise ValueError(f"{path}: no seeds (only a header)")
-
-    positions = [header.index(c) for c in _COORD_COLUMNS]
-    name_pos = header.index("name") if "name" in header else None
-    coords = np.empty((len(body), 3))
-    names: list[str] | None = [] if name_pos is not None else None
-    for r, (line, cells) in enumerate(body):
-        if len(cells) != len(header):
-            raise ValueError(
-                f"{path}, line {line}: {len(cells)} cells, the header has {len(header)}"
-            )
-        for c, pos in enumerate(positions):
-            coords[r, c] = _parse_number(cells[pos], path, line, _COORD_COLUMNS[c])
-        if names is not None:
-            names.append(cells[name_pos])
+        table = table._replace(columns=header)
+    if not table.cells:
+        raise ValueError(f"{source}: no seeds (only a header); expected one row per seed")
+    coords = table.numbers(list(_COORD_COLUMNS))
+    bad_row, bad_col = np.nonzero(~np.isfinite(coords))
+    if bad_row.size:
+        row, col = int(bad_row[0]), int(bad_col[0])
+        cell = table.cells[row][table.columns.index(_COORD_COLUMNS[col])]
+        raise ValueError(
+            f"{source}: line {table.lines[row]}: column {_COORD_COLUMNS[col]!r} is not finite "
+            f"({cell!r}); expected finite coordinates in mm"
+        )
+    names = table.text("name") if "name" in table.columns else None
     return coords, names

@@ -20,12 +20,14 @@ from ...data import MNI152_TEMPLATES
 from ..io.images import (
     ImageLike,
     finite_range,
-    iter_volumes,
     load_img,
     n_volumes,
     natural_dtype,
+    new_img_like,
+    same_grid,
 )
 from ..io.streaming import check_threads
+from ..io.volumes import iter_volumes
 from .smoothing import fwhm_to_sigma, smooth_volume
 
 MaskStrategy = Literal[
@@ -63,7 +65,8 @@ def mean_volume(
     sums in the same order as ``nilearn.image.compute_mean``, hence bit-identical means.
     A 3D image is returned as is (copied), in its own dtype, as nilearn does.
     NaN propagates to the mean, as in nilearn; the data range ignores it. ``n_threads`` > 1
-    decompresses the next volume while this one is added (:func:`.image.iter_volumes`).
+    decompresses the next volume while this one is added
+    (:func:`~nipype_maskers.core.io.volumes.iter_volumes`).
     """
     img = load_img(img, name=name)
     dtype = natural_dtype(img)
@@ -119,7 +122,7 @@ def _resampled_mean(mean: MeanVolume, affine, target_affine, target_shape):
     from .resampling import resample_img
 
     resampled = resample_img(
-        nib.Nifti1Image(mean.mean, affine), target_affine=target_affine,
+        new_img_like(None, mean.mean, affine), target_affine=target_affine,
         target_shape=target_shape, interpolation="continuous",
     )
     return np.asanyarray(resampled.dataobj), resampled.affine
@@ -216,9 +219,10 @@ def brain_mask_for_grid(
     template = nib.load(MNI152_TEMPLATES[mask_type])
     data = np.asanyarray(template.dataobj).astype(np.float32)
     data /= data.max()
-    target = nib.Nifti1Image(np.broadcast_to(np.int8(0), tuple(shape[:3])), affine)
+    target = new_img_like(None, np.broadcast_to(np.int8(0), tuple(shape[:3])), affine)
     resampled = resample_to_img(
-        nib.Nifti1Image(data, template.affine), target, interpolation="continuous", clip=False
+        new_img_like(None, data, template.affine), target, interpolation="continuous",
+        clip=False,
     )
     return post_process_mask(
         np.asanyarray(resampled.dataobj) >= threshold, opening=opening, connected=connected,
@@ -295,7 +299,7 @@ def compute_mask(
     mean : MeanVolume, optional
         A mean already computed by :func:`mean_volume` (saves a pass over the data).
     n_threads : int, optional
-        1: read in the calling thread only; more (None: :func:`.image.default_threads`):
+        1: read in the calling thread only; more (None: :func:`~.io.streaming.default_threads`):
         decompress ahead in a thread.
 
     Returns
@@ -328,13 +332,7 @@ def compute_mask(
             "(a homogeneous background for 'background', a non-detrended EPI for 'epi', an "
             "MNI-space field of view for the templates) or adjust mask_args"
         )
-    return _mask_image(mask, affine)
-
-
-def _mask_image(mask: NDArray[np.bool_], affine: NDArray) -> nib.Nifti1Image:
-    out = nib.Nifti1Image(mask.astype(np.int8), affine)
-    out.header.set_xyzt_units("mm")
-    return out
+    return new_img_like(None, mask.astype(np.int8), affine)
 
 
 def intersect_masks(
@@ -352,7 +350,7 @@ def intersect_masks(
     loaded = [load_mask(m, name=f"masks[{i}]", allow_empty=True) for i, m in enumerate(masks)]
     shape, affine = loaded[0][0].shape, loaded[0][1]
     for i, (m, a) in enumerate(loaded[1:], start=1):
-        if m.shape != shape or not np.allclose(a, affine):
+        if not same_grid(m.shape, a, shape, affine):
             raise MaskError(
                 f"masks[{i}]: grid {m.shape} differs from masks[0] {shape}; resample the masks "
                 "onto one grid first"
@@ -361,7 +359,7 @@ def intersect_masks(
     group = counts > min(threshold, 1 - 1e-7) * len(loaded)
     if connected and group.any():
         group = largest_connected_component(group)
-    return _mask_image(group, affine)
+    return new_img_like(None, group.astype(np.int8), affine)
 
 
 def compute_multi_mask(
@@ -394,12 +392,6 @@ def compute_multi_mask(
         for i, run in enumerate(imgs)
     ]
     return intersect_masks(masks, threshold=threshold, connected=full["connected"])
-
-
-def multi_strategy_args(mask_strategy: str) -> list[str]:
-    """The mask_args accepted for several runs (the strategy's plus ``threshold``)."""
-    family = "template" if mask_strategy.endswith("-template") else mask_strategy
-    return sorted(set(_STRATEGY_ARGS[family]) | {"threshold"})
 
 
 def load_mask(
@@ -438,10 +430,9 @@ def check_same_grid(
     mask_affine: NDArray, *, names: tuple[str, str] = ("in_file", "mask_file"),
 ) -> None:
     """Raise a :class:`MaskError` that says how to fix it when two grids differ."""
-    same_shape = tuple(img_shape[:3]) == tuple(mask_shape[:3])
-    if same_shape and np.allclose(img_affine, mask_affine):
+    if same_grid(img_shape, img_affine, mask_shape, mask_affine):
         return
-    what = "shape" if not same_shape else "affine"
+    what = "shape" if tuple(img_shape[:3]) != tuple(mask_shape[:3]) else "affine"
     raise MaskError(
         f"{names[1]}: its grid differs from {names[0]}'s ({what}: {tuple(mask_shape[:3])} vs "
         f"{tuple(img_shape[:3])}, affines {np.round(mask_affine, 3).tolist()} vs "
@@ -474,9 +465,7 @@ def unmask(signals: NDArray, mask: ImageLike, *, name: str = "in_file") -> nib.N
         flat = data.reshape(-1, order="F")
         for t, row in enumerate(signals):
             flat[t * volume_size + flat_index] = row
-    out = nib.Nifti1Image(data, affine)
-    out.header.set_xyzt_units("mm")
-    return out
+    return new_img_like(None, data, affine)
 
 
 def flat_indices(mask: NDArray[np.bool_]) -> NDArray[np.intp]:
@@ -493,5 +482,5 @@ __all__ = [
     "brain_mask_for_grid", "check_mask_strategy", "check_same_grid", "compute_mask",
     "compute_multi_mask", "epi_mask_from_mean", "flat_indices",
     "intersect_masks", "largest_connected_component", "load_mask", "mean_volume",
-    "multi_strategy_args", "post_process_mask", "strategy_args", "unmask",
+    "post_process_mask", "strategy_args", "unmask",
 ]

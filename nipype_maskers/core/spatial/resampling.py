@@ -26,7 +26,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import linalg
 from scipy.ndimage import affine_transform, binary_dilation
 
-from ..io.images import ImageLike, iter_volumes, load_img, natural_dtype
+from ..io.images import ImageLike, load_img, natural_dtype, new_img_like, same_grid
+from ..io.volumes import iter_volumes
 from .resampling_checks import (
     check_affine,
     check_anchor,
@@ -343,45 +344,6 @@ def resample_volume(
 # Images
 
 
-def _downcast_int64(data: NDArray) -> NDArray:
-    """nilearn's ``new_img_like``: 64-bit integers become int32 when the values fit."""
-    if data.dtype not in (np.int64, np.uint64):
-        return data
-    info = np.iinfo(np.int32)
-    if data.size and info.min <= data.min() and data.max() <= info.max:
-        warnings.warn(
-            "The resampled data has 64-bit integers; they fit in int32 and are stored as "
-            "int32 (many tools cannot read int64 NIfTI)", UserWarning, stacklevel=3,
-        )
-        return data.astype(np.int32)
-    return data
-
-
-def _new_img_like(ref: nib.spatialimages.SpatialImage, data: NDArray, affine: NDArray):
-    """An image of ``ref``'s class with ``ref``'s header, as nilearn's ``new_img_like``.
-
-    Unlike nilearn, the header's data dtype is set to the array's: nilearn keeps the source's
-    (an int16 header on float32 resampled data), so saving the image would quantize the
-    resampled values back into int16 with a scale factor (nilearn issue #3161).
-    """
-    data = _downcast_int64(data)
-    header = ref.header.copy() if ref.header is not None else None
-    if header is not None:
-        fields = header.keys() if hasattr(header, "keys") else ()
-        for field, value in (("scl_slope", 0.0), ("scl_inter", 0.0), ("glmax", 0.0),
-                             ("cal_max", np.max), ("cal_min", np.min)):
-            if field in fields:
-                header[field] = (value(data) if data.size else 0.0) if callable(value) else value
-        try:
-            header.set_data_dtype(data.dtype)
-        except Exception:
-            pass
-    klass = ref.__class__
-    if klass is nib.Nifti1Pair:
-        klass = nib.Nifti1Image
-    return klass(data, affine, header=header)
-
-
 def resample_img(
     img: ImageLike,
     target_affine: ArrayLike | None = None,
@@ -425,9 +387,9 @@ def resample_img(
     Notes
     -----
     Differences from nilearn, deliberate: the header's data dtype is the data's (see
-    :func:`_new_img_like`); the data are always read from ``img.dataobj``, whereas nilearn
-    uses nibabel's cache when ``get_fdata`` was called before (then computing in float64);
-    the output byte order is native.
+    :func:`~nipype_maskers.core.io.images.new_img_like`); the data are always read from
+    ``img.dataobj``, whereas nilearn uses nibabel's cache when ``get_fdata`` was called
+    before (then computing in float64); the output byte order is native.
     """
     order, clip, fill_value = check_resample_options(interpolation, clip, fill_value)
     if not isinstance(clip, bool):
@@ -443,8 +405,8 @@ def resample_img(
             "The provided image has no sform in its header. Please check the provided file. "
             "Results may not be as expected.", UserWarning, stacklevel=2,
         )
-    if target_shape is not None and tuple(target_shape) == tuple(img.shape[:3]) and (
-        np.allclose(np.asarray(target_affine, dtype=np.float64), source_affine)
+    if target_shape is not None and same_grid(
+        target_shape, np.asarray(target_affine, dtype=np.float64), img.shape, source_affine
     ):
         return _copy_img(img)
 
@@ -469,7 +431,7 @@ def resample_img(
     if clip and dtype.kind != "b":
         # nilearn's np.nanmin/np.nanmax over the whole input, in the data's scalar type
         out.clip(*_clip_bounds(np.nanmin(np.array(lows)), np.nanmax(np.array(highs))), out=out)
-    return _new_img_like(img, out, grid_affine)
+    return new_img_like(img, out, grid_affine)
 
 
 def _volumes(img: nib.spatialimages.SpatialImage):
@@ -488,7 +450,7 @@ def _volumes(img: nib.spatialimages.SpatialImage):
 
 def _copy_img(img: nib.spatialimages.SpatialImage):
     """nilearn's ``copy_img``: a new image with a copy of the data and the header."""
-    return _new_img_like(img, np.array(np.asanyarray(img.dataobj)), img.affine.copy())
+    return new_img_like(img, np.array(np.asanyarray(img.dataobj)), img.affine.copy())
 
 
 def resample_to_img(

@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from ..io.images import ImageLike, load_img, n_volumes
+from ..io.images import ImageLike, load_img, n_volumes, new_img_like
 from ..io.streaming import blas_threads, check_threads
 from ..signal.cleaning import clean
 from ..signal.inputs import as_confounds, check_options, check_sample_mask, split_runs
@@ -46,7 +46,7 @@ class CleanedSignals(NamedTuple):
 
 
 def check_clean_args(clean_args: dict[str, Any], n_volumes: int) -> None:
-    """Validate the keyword arguments of :func:`~.signal.clean` against a number of volumes.
+    """Check the keyword arguments of :func:`~.signal.cleaning.clean` against a number of volumes.
 
     Everything ``clean`` would refuse (unknown options, ``high_pass >= low_pass``, filtering
     without ``t_r``, confounds or ``runs`` of the wrong length, a bad ``sample_mask``) is
@@ -150,7 +150,7 @@ def clean_masked(
     binary, affine = load_mask(mask, name="mask_file")
     if clean_args is not None:
         check_clean_args(clean_args, n_volumes(img))
-    signals = mask_volumes(img, nib.Nifti1Image(binary.astype(np.int8), affine),
+    signals = mask_volumes(img, new_img_like(None, binary.astype(np.int8), affine),
                            dtype=out_dtype, n_threads=n_threads).signals
     if clean_args is not None:
         with blas_threads(check_threads(n_threads)):

@@ -15,16 +15,23 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from ..io.images import ImageError, ImageLike, load_img, n_volumes, resolve_volumes
+from ..io.images import (
+    ImageError,
+    ImageLike,
+    load_img,
+    n_volumes,
+    new_img_like,
+    same_grid,
+)
 from ..io.streaming import (
     Grid,
     blas_threads,
     check_threads,
     data_range,
     prefaulted_empty,
-    same_grid,
     stream_rows,
 )
+from ..io.volumes import resolve_volumes
 from ..signal.cleaning import clean
 from ..spatial.masking import (
     MaskError,
@@ -131,7 +138,7 @@ def prepare_mask(
         mask_img = compute_mask(img, mask_strategy, mask_args=mask_args, name=name, mean=mean)
     else:
         binary, affine = load_mask(mask, name="mask_file")
-        mask_img = nib.Nifti1Image(binary.astype(np.int8), affine)
+        mask_img = new_img_like(None, binary.astype(np.int8), affine)
     if target_affine is not None or target_shape is not None:
         from ..spatial.resampling import resample_img
 
@@ -143,7 +150,7 @@ def prepare_mask(
                 "mask_file: the mask is empty after resampling to target_affine/target_shape; "
                 "check that the target grid covers the mask"
             )
-        mask_img = nib.Nifti1Image(binary.astype(np.int8), mask_img.affine)
+        mask_img = new_img_like(None, binary.astype(np.int8), mask_img.affine)
     return mask_img, mean
 
 
@@ -184,13 +191,13 @@ def mask_volumes(
         Output dtype. Volumes are processed in float32, or float64 when the data are float64
         (as nilearn does), and cast on output.
     clean_args : dict, optional
-        Keyword arguments for :func:`~..signal.cleaning.clean`, applied last and in
+        Keyword arguments for :func:`~.signal.cleaning.clean`, applied last and in
         place (no copy of the matrix); None: no cleaning. With a ``sample_mask`` only the kept
         volumes' rows are returned. Confounds, runs and sample_mask may describe the whole
         image: with ``volumes`` they follow the selection (:func:`select_clean_args`).
     n_threads : int, optional
         Threads that read, resample and smooth volumes side by side; None: the CPUs this
-        process may use, at most 4 (:func:`~nipype_maskers.core.io.images.default_threads`).
+        process may use, at most 4 (:func:`~nipype_maskers.core.io.streaming.default_threads`).
         1 keeps everything in the calling thread (one CPU, for running beside other jobs).
 
     Returns
