@@ -29,25 +29,36 @@ from .bids_names import (
 )
 
 __all__ = [
-    "ADDED_ENTITIES", "ENTITY_ORDER", "BoldRun", "bids_root", "dataset_description",
+    "ADDED_ENTITIES", "CIFTI", "ENTITY_ORDER", "GIFTI", "VOLUME", "BoldRun", "bids_root",
+    "dataset_description",
     "derivative_path", "derived_name", "file_sha256", "find_fmriprep_runs", "format_name",
-    "parse_entities", "read_sidecar", "same_source", "sidecar_of", "source_uri",
+    "parse_entities", "read_sidecar", "run_kind", "same_source", "sidecar_of", "source_uri",
     "validate_label",
 ]
 
 _BOLD_ENDING = "_desc-preproc_bold.nii.gz"
+#: fMRIPrep's surface BOLD: CIFTI-2 grayordinates (``--cifti-output``), and GIFTI, one file
+#: per hemisphere (``hemi-L``/``hemi-R``), with no ``desc-`` entity.
+_CIFTI_ENDING = "_bold.dtseries.nii"
+_GIFTI_ENDING = "_bold.func.gii"
+#: A run's kinds: a NIfTI volume, a pair of GIFTI hemispheres, a CIFTI-2 dense time series.
+VOLUME, GIFTI, CIFTI = "volume", "gifti", "cifti"
 _MASK_ENDING = "_desc-brain_mask.nii.gz"
 _CONFOUNDS_ENDINGS = ("_desc-confounds_timeseries.tsv", "_desc-confounds_regressors.tsv")
 #: Entities of a BOLD name that fMRIPrep leaves out of its confounds name (one confounds
 #: file is shared by all output spaces of a run).
-_SPACE_ENTITIES = ("space", "cohort", "res", "den")
+_SPACE_ENTITIES = ("space", "cohort", "res", "den", "hemi")
 
 
 class BoldRun(NamedTuple):
     """One preprocessed BOLD run of an fMRIPrep derivatives folder and its companions.
 
     ``entities`` are the BOLD's (:func:`parse_entities`, with 'suffix' and 'extension');
-    a companion fMRIPrep did not write is None.
+    a companion fMRIPrep did not write is None. ``kind`` is :data:`VOLUME` (NIfTI),
+    :data:`CIFTI` (``bold`` is the ``.dtseries.nii``) or :data:`GIFTI`: then ``files`` are
+    the hemispheres, ``hemi-L`` then ``hemi-R`` (one alone: a lone hemisphere, which is
+    skipped), and ``bold`` is the first of them (outputs are named after it, ``hemi``
+    dropped).
     """
 
     bold: Path
@@ -55,6 +66,13 @@ class BoldRun(NamedTuple):
     confounds: Path | None
     confounds_json: Path | None
     entities: dict[str, str]
+    kind: str = VOLUME
+    files: tuple[Path, ...] = ()
+
+    @property
+    def in_files(self) -> list[Path]:
+        """The file(s) a masker reads: ``[bold]``, or the GIFTI pair."""
+        return list(self.files) if self.files else [self.bold]
 
 
 def _as_list(value: str | int | Sequence[str | int] | None) -> list[str | int] | None:
@@ -98,17 +116,60 @@ def _space_filters(spaces: list[str | int]) -> list[dict[str, str | None]]:
     return filters
 
 
+def run_kind(path: str | os.PathLike) -> str:
+    """A BOLD file's (or an atlas's) kind from its extension: CIFTI-2 (``.dtseries.nii``,
+    ``.dlabel.nii``, ``.dscalar.nii``, ``.ptseries.nii``), GIFTI (``.gii``), else volume.
+
+    Examples
+    --------
+    >>> [run_kind(n) for n in ('a_bold.dtseries.nii', 'a_hemi-L_bold.func.gii', 'a.nii.gz')]
+    ['cifti', 'gifti', 'volume']
+    """
+    name = Path(path).name.lower()
+    if name.endswith((".dtseries.nii", ".dlabel.nii", ".dscalar.nii", ".ptseries.nii",
+                      ".pscalar.nii", ".dconn.nii")):
+        return CIFTI
+    if name.endswith(".gii"):
+        return GIFTI
+    return VOLUME
+
+
+def _surface_runs(root: Path) -> list[BoldRun]:
+    """fMRIPrep's CIFTI runs and GIFTI hemisphere pairs (a lone hemisphere: one file)."""
+    def found(ending: str) -> list[Path]:
+        return sorted((p for pattern in (f"sub-*/func/*{ending}", f"sub-*/ses-*/func/*{ending}")
+                       for p in root.glob(pattern) if p.is_file()), key=str)
+
+    runs = []
+    for bold in found(_CIFTI_ENDING):
+        confounds, confounds_json = _confounds_for(bold, _CIFTI_ENDING)
+        runs.append(BoldRun(bold, None, confounds, confounds_json, parse_entities(bold), CIFTI))
+    hemispheres = {}
+    for path in found(_GIFTI_ENDING):
+        entities = parse_entities(path)
+        if entities.get("hemi") in ("L", "R"):
+            key = tuple((k, v) for k, v in entities.items() if k != "hemi")
+            hemispheres.setdefault(key, {})[entities["hemi"]] = path
+    for pair in hemispheres.values():
+        files = tuple(pair[h] for h in ("L", "R") if h in pair)
+        confounds, confounds_json = _confounds_for(files[0], _GIFTI_ENDING)
+        runs.append(BoldRun(files[0], None, confounds, confounds_json,
+                            parse_entities(files[0]), GIFTI, files))
+    return runs
+
+
 def _companion(bold: Path, ending: str) -> Path | None:
     path = bold.with_name(bold.name[: -len(_BOLD_ENDING)] + ending)
     return path if path.is_file() else None
 
 
-def _confounds_for(bold: Path) -> tuple[Path | None, Path | None]:
-    """fMRIPrep's confounds of a BOLD run: its name without space/cohort/res/den.
+def _confounds_for(bold: Path, bold_ending: str = _BOLD_ENDING
+                   ) -> tuple[Path | None, Path | None]:
+    """fMRIPrep's confounds of a BOLD run: its name without space/cohort/res/den/hemi.
 
     A per-echo BOLD (``--me-output-echos``) falls back on the run's confounds (no echo).
     """
-    stem = bold.name[: -len(_BOLD_ENDING)]
+    stem = bold.name[: -len(bold_ending)]
     kept = [p for p in stem.split("_") if p.partition("-")[0] not in _SPACE_ENTITIES]
     no_echo = [p for p in kept if p.partition("-")[0] != "echo"]
     for parts in (kept, no_echo) if no_echo != kept else (kept,):
@@ -143,7 +204,11 @@ def find_fmriprep_runs(
     ``_desc-brain_mask.nii.gz`` (same entities) and its confounds
     ``_desc-confounds_timeseries.tsv`` (or the older ``_desc-confounds_regressors.tsv``)
     and ``.json``, whose name has no space/cohort/res/den (one file for all spaces).
-    Companions that do not exist are None.
+    Companions that do not exist are None. Surface runs too: CIFTI-2
+    ``*_bold.dtseries.nii`` (e.g. ``space-fsLR_den-91k``) and GIFTI pairs
+    ``*_hemi-L_*_bold.func.gii`` + ``hemi-R`` (one run; a lone hemisphere is returned with
+    one file, for the selection to skip with the reason), with the same confounds (their
+    names have no hemi either) and no mask.
 
     Parameters
     ----------
@@ -183,9 +248,11 @@ def find_fmriprep_runs(
     bolds = [p for pattern in (f"sub-*/func/*{_BOLD_ENDING}", f"sub-*/ses-*/func/*{_BOLD_ENDING}")
              for p in root.glob(pattern) if p.is_file()]
     searched = f"sub-*/[ses-*/]func/*{_BOLD_ENDING}"
-    if not bolds:
+    surface = _surface_runs(root)
+    if not bolds and not surface:
         raise ValueError(
-            f"fmriprep_dir: no '{searched}' under '{root}' (subjects found: {subjects}); is it "
+            f"fmriprep_dir: no '{searched}' under '{root}' (nor CIFTI *{_CIFTI_ENDING}, GIFTI "
+            f"*_hemi-L|R_*{_GIFTI_ENDING}; subjects found: {subjects}); is it "
             "an fMRIPrep output folder?"
         )
     runs = []
@@ -193,6 +260,7 @@ def find_fmriprep_runs(
         confounds, confounds_json = _confounds_for(bold)
         runs.append(BoldRun(bold, _companion(bold, _MASK_ENDING), confounds, confounds_json,
                             parse_entities(bold)))
+    runs = sorted(runs + surface, key=lambda found: str(found.bold))
     every_run = runs
     if wanted_subjects is not None:
         runs = [r for r in runs if r.entities.get("sub") in wanted_subjects]

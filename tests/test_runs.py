@@ -160,10 +160,15 @@ def test_nipype_provenance_works_on_our_workflows(tree):
 def test_demo_runs_and_reruns_nothing(tmp_path, capsys):
     assert main(["demo", str(tmp_path), "--n-volumes", "40"]) == 0
     printed = capsys.readouterr().out
-    assert "2 of 2 runs finished." in printed
+    assert "4 of 4 runs finished." in printed  # per subject: a volume run and a CIFTI run
     out = tmp_path / "nipype_maskers"
     for subject in ("01", "02"):
         func = out / f"sub-{subject}" / "func"
+        for atlas, columns in (("DemoCiftiParcels", 99), ("DemoCiftiMaps", 8)):
+            table = next(func.glob(f"*_space-fsLR_*atlas-{atlas}_*timeseries.tsv"))
+            lines = table.read_text().splitlines()
+            assert len(lines) > 20 and len(lines[0].split("\t")) == columns
+        assert next(func.glob("*_space-fsLR_den-91k_report.html")).stat().st_size > 0
         for atlas in ("DemoParcels", "DemoMaps", "DemoSeeds"):
             table = next(func.glob(f"*_atlas-{atlas}_timeseries.tsv")).read_text().splitlines()
             assert len(table) > 20 and "n/a" not in table[1]

@@ -145,9 +145,16 @@ def test_seeds_are_in_a_space_too(tree, capsys):
                         atlas="atlas-Toy_dseg.nii.gz")
     _refused_before_any_work(tree, code, err, f"space {MNI}",
                              f"atlas '{seeds.name}' (--seeds) in MNI152NLin6Asym")
-    # with the 2009c labels atlas: two atlases in two spaces can never share a run
-    code, _, err = _run(tree, capsys, "--seeds", seeds, "--radius", "5")
-    _refused_before_any_work(tree, code, err, "must share one space", "MNI152NLin6Asym", MNI)
+    # with the 2009c labels atlas: atlases in two spaces, each run gets those of its space
+    code, out, _ = _run(tree, capsys, "--seeds", seeds, "--radius", "5")
+    assert code == 0, out
+    assert _written(tree) == [f"sub-01_task-rest_space-{MNI}_atlas-Toy_timeseries.tsv",
+                              "sub-01_task-rest_space-MNI152NLin6Asym_atlas-Balls_timeseries.tsv",
+                              f"sub-02_task-rest_space-{MNI}_atlas-Toy_timeseries.tsv"]
+    assert "Skipped 2 run(s)" in out
+    sidecar = (tree / "out" / "sub-01" / "func" /
+               "sub-01_task-rest_space-MNI152NLin6Asym_atlas-Balls_timeseries.json")
+    assert json.loads(sidecar.read_text())["AtlasSpace"] == "MNI152NLin6Asym"
 
 
 def test_an_atlas_in_a_subject_space_fits_one_subject(tree, capsys):

@@ -55,6 +55,8 @@ def _sidecar_metadata(static: list, t_r=None, sample_mask=None, n_volumes: int =
     hashes = {}
     if bold_file and bold_sha256:
         hashes[os.path.basename(str(bold_file))] = bold_sha256
+    elif bold_file and os.path.isfile(str(bold_file)):  # its reader gave no digest: read it
+        hashes[os.path.basename(str(bold_file))] = file_sha256(bold_file)
     for path in [mask_file, confounds_file, *(atlas_files or [])]:
         if path and os.path.isfile(str(path)):
             hashes[os.path.basename(str(path))] = file_sha256(path)

@@ -13,6 +13,7 @@ from nipype_maskers.interfaces.reports import (
     RunReport,
     SignalsReport,
     SummarizeBold,
+    SurfaceSignalsReport,
 )
 
 from .nodes import bookkeeping_node
@@ -132,4 +133,66 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
             (node, merge, [("out_report", f"in{2 + 2 * index}"),
                            ("out_table", f"in{3 + 2 * index}")]),
         ])  # fmt:skip
+    return workflow
+
+
+#: The inputs of :func:`init_surface_report_wf`.
+SURFACE_INPUT_FIELDS = ["bold_file", "labels_file", "regressors_file", "sample_mask_file",
+                        "fd_file", "timeseries_files", "regions_files", "parameters"]
+
+
+def init_surface_report_wf(*, atlas_names: Sequence[str] = (),
+                           name: str = "surface_report_wf") -> pe.Workflow:
+    """The visual report of a surface or CIFTI run: ``..._report.html``, self-contained.
+
+    Workflow Graph
+        .. code-block:: text
+
+            inputnode -> report_surface_signals -> merge_reportlets -> run_report -> outputnode
+
+    Parameters
+    ----------
+    atlas_names : sequence of str
+        The atlases' names, in the order of ``timeseries_files`` and ``regions_files``.
+    name : str
+        Workflow name.
+
+    Inputs
+    ------
+    bold_file
+        The run: a ``.dtseries.nii``, or the pair [hemi-L, hemi-R] of ``.func.gii``.
+    labels_file
+        Optional: a ``.dlabel.nii`` or a GIFTI label pair ordering the carpet's rows.
+    regressors_file, sample_mask_file, fd_file
+        As :func:`init_report_wf`'s; optional.
+    timeseries_files, regions_files
+        The region maskers' outputs, one per atlas (optional).
+    parameters
+        The run's parameters (a dict), shown as a table.
+
+    Outputs
+    -------
+    report_file
+        The HTML report.
+    """
+    workflow = pe.Workflow(name=name)
+    inputnode = pe.Node(niu.IdentityInterface(fields=SURFACE_INPUT_FIELDS), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=["report_file"]), name="outputnode")
+    signals = pe.Node(SurfaceSignalsReport(), name="report_surface_signals", mem_gb=MEM_GB)
+    if atlas_names:
+        signals.inputs.atlas_names = list(atlas_names)
+    merge = bookkeeping_node(niu.Merge(1), "merge_reportlets")
+    run_report = pe.Node(RunReport(), name="run_report")
+    workflow.connect([
+        (inputnode, signals, [("bold_file", "in_file"), ("labels_file", "labels_file"),
+                              ("regressors_file", "confounds_file"),
+                              ("sample_mask_file", "sample_mask_file"),
+                              ("fd_file", "fd_file"), ("timeseries_files", "timeseries_files"),
+                              ("regions_files", "regions_files")]),
+        (signals, merge, [("out_report", "in1")]),
+        (merge, run_report, [("out", "reportlets")]),
+        (signals, run_report, [("source_file", "source_file")]),
+        (inputnode, run_report, [("parameters", "parameters")]),
+        (run_report, outputnode, [("out_report", "report_file")]),
+    ])  # fmt:skip
     return workflow

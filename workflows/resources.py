@@ -64,3 +64,35 @@ def estimate_mem_gb(kind: str, bold_shape: Sequence[int], *, n_maps: int = 0) ->
         # the maps (float32, 4 bytes a voxel) and their least-squares operator on the support
         return BASE_GB + few_volumes + 2 * n_maps * volume
     raise ValueError(f"kind: unknown {kind!r}")
+
+
+def estimate_surface_mem_gb(kind: str, shape: Sequence[int], *, n_maps: int = 0) -> float:
+    """Estimated peak memory (GB) of a surface or CIFTI masker node.
+
+    Parameters
+    ----------
+    kind : str
+        'labels' or 'maps'.
+    shape : (volumes, grayordinates)
+        The run's shape (a GIFTI pair: both hemispheres' vertices).
+    n_maps : int
+        Number of maps, for 'maps' (their grayordinates x maps matrix and its operator).
+
+    Notes
+    -----
+    A GIFTI hemisphere is read whole (nibabel decodes every data array), so a node may hold
+    the run's (volumes x vertices) float32 matrix and its decoded copy; the CIFTI readers
+    stream rows, which makes this an upper bound for them.
+
+    Examples
+    --------
+    >>> round(estimate_surface_mem_gb('labels', (1200, 91282)), 2)
+    0.93
+    """
+    n_volumes, n_points = int(shape[0]), int(shape[1])
+    matrix = n_volumes * n_points * 4 / _GB
+    if kind == "labels":
+        return BASE_GB + 2 * matrix + n_points * 8 / _GB
+    if kind == "maps":
+        return BASE_GB + 2 * matrix + 2 * n_maps * n_points * 8 / _GB
+    raise ValueError(f"kind: unknown {kind!r}; expected 'labels' or 'maps'")

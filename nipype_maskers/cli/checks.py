@@ -42,7 +42,9 @@ def atlas_spaces(options: dict[str, Any], given: str | None) -> list[AtlasSpace]
         raise UsageError("--atlas-space: only meaningful with --atlas, --maps or --seeds")
     try:
         space = parse_space(given, "--atlas-space") if given else None
-        return [atlas_space(atlas[1], option, space)
+        # a GIFTI pair is named (and its space read) after its left hemisphere's file
+        return [atlas_space(atlas[1][0] if isinstance(atlas[1], tuple) else atlas[1], option,
+                            space)
                 for option, kind in (("--atlas", "labels"), ("--maps", "maps"),
                                      ("--seeds", "spheres"))
                 for atlas in options[kind]]
@@ -142,24 +144,52 @@ def nifti_t_r(bold: Path) -> float | None:
         return None
 
 
+def surface_t_r(bold: Path) -> tuple[float | None, str]:
+    """The TR a surface file states, and where: a CIFTI-2 run's ``SeriesAxis`` (its step in
+    its unit), a GIFTI run's ``TimeStep`` (milliseconds), read as the maskers read them.
+    (None, '') when it states none or cannot be read."""
+    import nibabel as nib
+
+    from ..bids import CIFTI, run_kind
+
+    try:
+        image = nib.load(bold)
+        if run_kind(bold) == CIFTI:
+            from ..core.surface.cifti import series_t_r
+
+            return series_t_r(image), "CIFTI SeriesAxis"
+        from ..core.surface.gifti import series_t_r
+
+        return series_t_r([image]), "GIFTI TimeStep"
+    except Exception:  # an unreadable file is reported by the run itself, not here
+        return None, ""
+
+
 def run_repetition_time(bold: Path, given: float | None = None) -> RepetitionTime:
-    """A run's TR: ``given`` (``--t-r``), else its BIDS sidecar's, else its NIfTI header's.
+    """A run's TR: ``given`` (``--t-r``), else its BIDS sidecar's, else its NIfTI header's
+    (a surface run: its CIFTI ``SeriesAxis`` or GIFTI ``TimeStep``, :func:`surface_t_r`).
 
     When the sidecar and the header both give one and they differ by more than 1%, the
     sidecar's is used and ``warning`` names both values and both sources.
     """
     if given is not None:
         return RepetitionTime(float(given), "--t-r")
+    from ..bids import VOLUME, run_kind
+
     from_sidecar, sidecar = sidecar_t_r(bold)
-    from_header = nifti_t_r(bold)
+    if run_kind(bold) == VOLUME:
+        from_header, header = nifti_t_r(bold), "NIfTI header"
+    else:
+        from_header, header = surface_t_r(bold)
     if from_sidecar is None:
         if from_header is None:
             return RepetitionTime(None, "none")
-        return RepetitionTime(from_header, "NIfTI header")
+        return RepetitionTime(from_header, header)
     warning = None
     if from_header is not None and abs(from_sidecar - from_header) > TR_TOLERANCE * from_header:
+        described = "NIfTI header (pixdim[4])" if header == "NIfTI header" else header
         warning = (f"{bold.name}: RepetitionTime {from_sidecar:g} s in its BIDS sidecar "
-                   f"'{sidecar.name}' and {from_header:g} s in its NIfTI header (pixdim[4]) "
+                   f"'{sidecar.name}' and {from_header:g} s in its {described} "
                    f"differ by {abs(from_sidecar - from_header) / from_header:.0%}; using the "
                    f"sidecar's {from_sidecar:g} s (pass --t-r to choose)")
     return RepetitionTime(from_sidecar, f"BIDS sidecar '{sidecar.name}'", warning)
@@ -181,10 +211,12 @@ def repetition_times(runs: Sequence[BoldRun], clean_args: dict[str, Any]
         if t_r.warning:
             print(f"warning: {t_r.warning}", file=sys.stderr, flush=True)
         if t_r.value is None and filters:
+            in_file = {"cifti": "no time unit for the step of its CIFTI SeriesAxis",
+                       "gifti": "no TimeStep (ms) in its GIFTI data arrays"}.get(
+                run.kind, "no time unit (sec, msec, usec) for pixdim[4] in its NIfTI header")
             raise UsageError(
                 f"{run.bold.name}: no repetition time, which {' and '.join(filters)} need: no "
-                f"RepetitionTime in a BIDS sidecar ('{sidecar_of(run.bold).name}') and no "
-                "time unit (sec, msec, usec) for pixdim[4] in its NIfTI header; pass --t-r "
-                "SECONDS")
+                f"RepetitionTime in a BIDS sidecar ('{sidecar_of(run.bold).name}') and "
+                f"{in_file}; pass --t-r SECONDS")
         found[run.bold] = t_r
     return found

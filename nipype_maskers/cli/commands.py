@@ -24,7 +24,9 @@ def _shape(path: Path) -> tuple[int, ...]:
 
 
 def _check_run(run, options: dict[str, Any], label: str) -> None:
-    if options["mask_strategy"] == "fmriprep" and run.mask is None:
+    from ..bids import VOLUME
+
+    if run.kind == VOLUME and options["mask_strategy"] == "fmriprep" and run.mask is None:
         raise UsageError(f"{label}: no desc-brain_mask found next to '{run.bold.name}'; pass "
                          "--mask-strategy epi (or another strategy) to compute one")
     if options["denoise_strategy"] and run.confounds is None:
@@ -32,34 +34,76 @@ def _check_run(run, options: dict[str, Any], label: str) -> None:
                          f"'{run.bold.name}'; pass --denoise none to skip denoising")
 
 
+def run_options(run, options: dict[str, Any], selection=None) -> dict[str, Any]:
+    """The workflow options of one run: the atlases the selection gave it (those of its
+    kind and space) and their space; every atlas without a selection."""
+    if selection is None or run.bold not in selection.atlases:
+        return dict(options)
+    wanted = {atlas.path for atlas in selection.atlases[run.bold]}
+
+    def key(atlas) -> Path:  # a GIFTI pair is known by its left file
+        return Path(atlas[1][0] if isinstance(atlas[1], tuple) else atlas[1])
+
+    return {**options, **{kind: [a for a in options[kind] if key(a) in wanted]
+                          for kind in ("labels", "maps", "spheres")},
+            "atlas_space": selection.spaces.get(run.bold, options.get("atlas_space"))}
+
+
+def _surface_workflow(run, options: dict[str, Any], output_dir: Path, name: str):
+    """``init_surface_maskers_wf`` for a CIFTI run or a GIFTI pair: region signals only."""
+    from ..workflows.surface import init_surface_maskers_wf
+
+    inputs = run.in_files if run.kind == "gifti" else run.bold
+    try:
+        return init_surface_maskers_wf(
+            kind=run.kind, output_dir=output_dir, bold_file=inputs, name=name,
+            **{key: options[key] for key in (
+                "denoise_strategy", "confounds_args", "clean_args", "labels", "maps",
+                "atlas_space", "censored", "report", "omp_nthreads") if key in options})
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"{run.bold.name}: {exc}") from None
+
+
 def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Path,
                    t_rs: dict | None = None):
-    """The top workflow: one ``init_maskers_wf`` per run, named after the run's entities.
+    """The top workflow: one ``init_maskers_wf`` per volume run, one
+    ``init_surface_maskers_wf`` per surface run, named after the run's entities.
 
     ``t_rs`` maps a run's BOLD to its :class:`~.checks.RepetitionTime`: a TR from the BIDS
     sidecar or ``--t-r`` is passed in (the workflow reads the header itself).
+    ``options['selection']`` (a :class:`~nipype_maskers.spaces.Selection`), when present,
+    says which atlases go to which run.
     """
     from nipype.pipeline import engine as pe
 
+    from ..bids import VOLUME
     from ..workflows.base import init_maskers_wf
     from .execution import workflow_name
 
+    options = dict(options)
+    selection = options.pop("selection", None)
     top = pe.Workflow(name="nipype_maskers_wf", base_dir=str(work_dir))
     names = []
     for run in runs:
         name = workflow_name(run.entities)
         names.append(name[: -len("_wf")])
-        run_wf = init_maskers_wf(output_dir=output_dir, bold_shape=_shape(run.bold),
-                                 name=name, **options)
+        wanted = run_options(run, options, selection)
+        if run.kind == VOLUME:
+            run_wf = init_maskers_wf(output_dir=output_dir, bold_shape=_shape(run.bold),
+                                     name=name, **wanted)
+        else:
+            run_wf = _surface_workflow(run, wanted, output_dir, name)
         # the node itself: ``run_wf.inputs`` would rebuild every node's inputs each time
         inputs = run_wf.get_node("inputnode").inputs
-        inputs.bold_file = str(run.bold)
-        if run.mask is not None:
+        inputs.bold_file = (str(run.bold) if run.kind != "gifti"
+                            else [str(path) for path in run.in_files])
+        if run.mask is not None and run.kind == VOLUME:
             inputs.mask_file = str(run.mask)
         if run.confounds is not None:
             inputs.confounds_file = str(run.confounds)
         t_r = (t_rs or {}).get(run.bold)
-        if t_r is not None and t_r.value is not None and t_r.source != "NIfTI header":
+        if t_r is not None and t_r.value is not None and t_r.source not in (
+                "NIfTI header", "CIFTI SeriesAxis", "GIFTI TimeStep"):
             inputs.t_r, inputs.t_r_source = t_r.value, t_r.source
         top.add_nodes([run_wf])
     return top, names
@@ -151,18 +195,28 @@ def participant(args: argparse.Namespace) -> int:
     args.fmriprep_dir = args.fmriprep_dir.resolve()  # nodes run in their own folders
     options = processing_options(args)
     execution_options(args)
+    space = args.space
+    if args.den is not None:
+        if space is None:
+            raise UsageError(f"--den {args.den}: only with --space (e.g. --space fsLR --den "
+                             "91k)")
+        space = f"{space}:den-{args.den}"
     try:
         runs = find_fmriprep_runs(args.fmriprep_dir, participant_label=args.participant_label,
                                   session=args.session_label, task=args.task, run=args.run,
-                                  space=args.space)
+                                  space=space)
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     # runs in another space than the atlases': refused when chosen (--space), else skipped
     selection = select_for_atlases(runs, options, atlas_space_given=args.atlas_space,
                                    space_selected=args.space is not None)
     runs, options["atlas_space"] = selection.runs, selection.space
+    options["selection"] = selection
     for run in runs:
         _check_run(run, options, run.bold.name)
+    if options["smoothing_fwhm"] and any(run.kind != "volume" for run in runs):
+        print("note: --smoothing-fwhm is applied to volume runs only (surface runs are not "
+              "smoothed: no mesh is read)", flush=True)
     output_dir = args.output_dir.resolve()
     work_dir = (args.work_dir or Path.cwd() / "work").resolve()
     if output_dir == args.fmriprep_dir.resolve():
@@ -171,12 +225,17 @@ def participant(args: argparse.Namespace) -> int:
 
 
 def extract(args: argparse.Namespace) -> int:
-    """One run given by its files."""
-    from ..bids import BoldRun, parse_entities
+    """One run given by its files (a GIFTI run: ``--bold L.func.gii,R.func.gii``)."""
+    from ..bids import GIFTI, VOLUME, BoldRun, parse_entities, run_kind
 
-    bold = args.bold.resolve()
-    if not bold.is_file():
-        raise UsageError(f"--bold: no such file '{args.bold}'")
+    files = [Path(part).resolve() for part in str(args.bold).split(",")]
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"--bold: no such file '{path}'")
+    bold, kind = files[0], run_kind(files[0])
+    if (kind == GIFTI) != (len(files) == 2) or len(files) > 2:
+        raise UsageError(f"--bold: {str(args.bold)!r}: a GIFTI run is a pair (--bold "
+                         "L.func.gii,R.func.gii, left first); any other run is one file")
     for option in ("mask", "confounds"):
         path = getattr(args, option)
         if path is not None and not path.is_file():
@@ -192,8 +251,9 @@ def extract(args: argparse.Namespace) -> int:
     options = processing_options(args)
     if args.mask is None and options["mask_strategy"] == "fmriprep":
         options["mask_strategy"] = "epi"
-    run = BoldRun(bold, args.mask.resolve() if args.mask else None,
-                  args.confounds.resolve() if args.confounds else None, None, entities)
+    run = BoldRun(bold, args.mask.resolve() if args.mask and kind == VOLUME else None,
+                  args.confounds.resolve() if args.confounds else None, None, entities, kind,
+                  tuple(files) if kind == GIFTI else ())
     if options["denoise_strategy"] and run.confounds is None:
         raise UsageError("--confounds: needed for --denoise "
                          f"{options['denoise_strategy']} (or pass --denoise none)")
@@ -218,13 +278,16 @@ def demo(args: argparse.Namespace) -> int:
     root = args.output_dir.resolve()
     started = time.monotonic()
     print(f"Building the demo dataset in {root / 'fmriprep'} ...", flush=True)
-    write_fmriprep_dataset(root / "fmriprep", n_volumes=args.n_volumes)
-    atlases = write_demo_atlases(root / "atlases")
+    write_fmriprep_dataset(root / "fmriprep", n_volumes=args.n_volumes, cifti=True)
+    atlases = write_demo_atlases(root / "atlases", cifti=True)
     demo_args = build_demo_args(args, atlases)
     options = processing_options(demo_args)
-    runs = find_fmriprep_runs(root / "fmriprep")
-    options["atlas_space"] = select_for_atlases(
-        runs, options, atlas_space_given=demo_args.atlas_space, space_selected=False).space
+    # each run gets the atlases of its kind and space (volume, CIFTI)
+    selection = select_for_atlases(find_fmriprep_runs(root / "fmriprep"), options,
+                                   atlas_space_given=demo_args.atlas_space,
+                                   space_selected=False)
+    runs, options["atlas_space"] = selection.runs, selection.space
+    options["selection"] = selection
     output_dir = root / "nipype_maskers"
     code = execute(runs, options, demo_args, output_dir, root / "work")
     print(f"\nDone in {time.monotonic() - started:.0f} s. Derivatives in {output_dir}:")
@@ -240,14 +303,15 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def build_demo_args(args: argparse.Namespace, atlases) -> argparse.Namespace:
-    """The demo's options, as if given on the command line."""
-    from ..demo.fmriprep import SPACE
+    """The demo's options, as if given on the command line (every demo atlas states its
+    space: the volume ones in a JSON sidecar, the CIFTI ones by their tpl- entity)."""
     from .parser import build_parsers
 
     argv = [str(args.output_dir / "fmriprep"), str(args.output_dir / "nipype_maskers"),
             "participant", "--atlas", f"{atlases.labels}:{atlases.labels_lut}",
             "--maps", f"{atlases.maps}:{atlases.maps_lut}",
-            "--seeds", str(atlases.seeds), "--radius", "5", "--atlas-space", SPACE,
+            "--atlas", str(atlases.cifti_labels), "--maps", str(atlases.cifti_maps),
+            "--seeds", str(atlases.seeds), "--radius", "5",
             "--denoise", "simple", "--high-pass", "0.01", "--low-pass", "0.1",
             "--smoothing-fwhm", "6", "--nprocs", str(args.nprocs)]
     return build_parsers()["participant"].parse_args(argv)

@@ -20,6 +20,8 @@ from typing import Any
 
 from .. import __version__
 
+#: Surface and CIFTI-2 file endings, left out of an atlas's name.
+SURFACE_EXTENSIONS = (".dlabel.nii", ".dscalar.nii", ".label.gii", ".func.gii", ".shape.gii")
 PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
 DENOISE = ("simple", "scrubbing", "compcor", "ica_aroma", "none")
 STANDARDIZE = ("zscore_sample", "zscore", "psc", "none")
@@ -47,10 +49,14 @@ class UsageError(Exception):
 def _add_processing_options(parser: argparse.ArgumentParser) -> None:
     atlases = parser.add_argument_group("atlases (any combination; each is its own branch)")
     atlases.add_argument("--atlas", action="append", default=[], metavar="LABELS[:LUT]",
-                         help="3D labels atlas (NIfTI), optionally with its BIDS dseg.tsv")
+                         help="3D labels atlas (NIfTI), a CIFTI-2 .dlabel.nii, or a pair of "
+                         "GIFTI .label.gii 'L.label.gii,R.label.gii', optionally with its "
+                         "BIDS dseg.tsv")
     atlases.add_argument("--maps", action="append", default=[], metavar="MAPS[:LUT]",
                          help="4D probabilistic atlas (NIfTI), one map per volume, optionally "
-                         "with a TSV of index and name (one row per map)")
+                         "with a TSV of index and name (one row per map); or a CIFTI-2 "
+                         ".dscalar.nii (one map per row), or a GIFTI pair 'L.func.gii,"
+                         "R.func.gii' (one map per data array)")
     atlases.add_argument("--seeds", action="append", default=[], metavar="SEEDS",
                          help="TSV/CSV of sphere centres (x, y, z in mm [, name])")
     atlases.add_argument("--radius", type=float, help="sphere radius in mm (with --seeds)")
@@ -143,9 +149,13 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
     select.add_argument("--run", metavar="LABEL")
     select.add_argument("--space", metavar="LABEL",
                         help="the runs' output space, e.g. MNI152NLin2009cAsym[:res-2], T1w, "
-                        "or 'native' (runs without a space- entity); every atlas must be in "
-                        "it. Default: the atlases' space (the runs in other spaces are "
-                        "skipped and listed); every run when no atlas is given")
+                        "fsLR (CIFTI, with --den), fsaverage5 (GIFTI pairs), or 'native' (runs "
+                        "without a space- entity); every atlas must be in it. Default: the "
+                        "atlases' spaces (each run gets the atlases of its space; the others "
+                        "are skipped and listed); every volume run when no atlas is given")
+    select.add_argument("--den", metavar="LABEL",
+                        help="with --space fsLR: the CIFTI runs' density, e.g. 91k "
+                        "(*_space-fsLR_den-91k_bold.dtseries.nii)")
     _add_processing_options(app)
 
     extract = argparse.ArgumentParser(
@@ -183,7 +193,7 @@ def atlas_name(path: Path) -> str:
         name = None
     if not name:
         stem = path.name
-        for ext in (".nii.gz", ".nii", ".tsv", ".csv", ".txt"):
+        for ext in SURFACE_EXTENSIONS + (".nii.gz", ".nii", ".tsv", ".csv", ".txt"):
             stem = stem[: -len(ext)] if stem.endswith(ext) else stem
         name = "".join(c for c in stem.replace(".", " ").title() if c.isalnum())
     return validate_label(name, "atlas")
@@ -195,24 +205,93 @@ def _existing(path: Path, what: str) -> Path:
     return path.resolve()
 
 
+def _atlas_image(text: str, option: str) -> Path | tuple[Path, Path]:
+    """An atlas's image(s): one file (NIfTI, CIFTI-2) or a GIFTI pair 'L.gii,R.gii'."""
+    from ..bids import CIFTI, GIFTI, parse_entities, run_kind
+
+    wanted = {"--atlas": ((".dlabel.nii",), (".label.gii", ".func.gii", ".shape.gii"),
+                          "a labels image: .nii[.gz], .dlabel.nii or a .label.gii pair"),
+              "--maps": ((".dscalar.nii",), (".func.gii", ".shape.gii"),
+                         "maps: a 4D .nii[.gz], a .dscalar.nii or a .func.gii pair")}[option]
+    paths = [_existing(Path(part), option) for part in text.split(",")]
+    for path in paths:
+        kind = run_kind(path)
+        if (kind == CIFTI and not path.name.endswith(wanted[0])) or (
+                kind == GIFTI and not path.name.endswith(wanted[1])):
+            raise UsageError(f"{option}: '{path.name}' is not {wanted[2]}")
+    kinds = {run_kind(path) for path in paths}
+    if len(paths) > 2 or (len(paths) == 2 and kinds != {GIFTI}):
+        raise UsageError(f"{option}: {text!r}: only GIFTI atlases come in pairs "
+                         "('L.label.gii,R.label.gii'); expected one file or a GIFTI pair")
+    if kinds == {GIFTI} and len(paths) != 2:
+        raise UsageError(f"{option}: '{paths[0].name}' is one hemisphere; a GIFTI atlas is "
+                         f"a pair: {option} L.label.gii,R.label.gii (left first)")
+    if len(paths) == 1:
+        return paths[0]
+    hemispheres = []
+    for path in paths:
+        try:
+            hemispheres.append(parse_entities(path).get("hemi"))
+        except ValueError:  # not a BIDS name: the masker checks the files' own hemispheres
+            hemispheres.append(None)
+    if hemispheres == ["R", "L"]:
+        raise UsageError(f"{option}: {text!r} gives hemi-R first; expected the left "
+                         "hemisphere first: L.label.gii,R.label.gii")
+    return paths[0], paths[1]
+
+
+def _n_maps(maps: Path | tuple[Path, Path]) -> int:
+    """The number of maps of a 4D NIfTI, a .dscalar.nii (rows) or a GIFTI pair (darrays)."""
+    import nibabel as nib
+
+    from ..bids import CIFTI
+
+    if isinstance(maps, tuple):
+        counts = [len(nib.load(path).darrays) for path in maps]
+        if counts[0] != counts[1]:
+            raise UsageError(f"--maps: '{maps[0].name}' holds {counts[0]} maps, "
+                             f"'{maps[1].name}' {counts[1]}; both hemispheres need each map")
+        return counts[0]
+    from ..bids import run_kind
+
+    shape = nib.load(maps).shape
+    if run_kind(maps) == CIFTI:
+        return int(shape[0])
+    if len(shape) != 4:
+        raise UsageError(f"--maps: '{maps}' is not a 4D image (shape {shape})")
+    return int(shape[3])
+
+
+def _no_cifti_lut(path: Path | tuple[Path, Path], lut: str, option: str) -> None:
+    """A CIFTI atlas names its regions itself (label table, map names): no LUT."""
+    from ..bids import CIFTI, run_kind
+
+    if lut and not isinstance(path, tuple) and run_kind(path) == CIFTI:
+        raise UsageError(f"{option}: '{path.name}' names its regions itself (its label table "
+                         f"or map names); give it without ':{lut}'")
+
+
 def parse_atlases(args) -> dict[str, list]:
-    """The --atlas/--maps/--seeds options as the workflows' atlas descriptions."""
+    """The --atlas/--maps/--seeds options as the workflows' atlas descriptions.
+
+    A GIFTI atlas is a pair (``L.label.gii,R.label.gii``): its ``labels_file`` /
+    ``maps_file`` is then a (left, right) tuple, named after the left file.
+    """
     from ..workflows.timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas
 
     labels, maps, spheres = [], [], []
     for spec in args.atlas:
         image, _, lut = spec.partition(":")
-        image_path = _existing(Path(image), "--atlas")
-        labels.append(LabelsAtlas(atlas_name(image_path), image_path,
+        files = _atlas_image(image, "--atlas")
+        first = files[0] if isinstance(files, tuple) else files
+        _no_cifti_lut(first, lut, "--atlas")
+        labels.append(LabelsAtlas(atlas_name(first), files,
                                   _existing(Path(lut), "--atlas LUT") if lut else None))
     for spec in args.maps:
-        import nibabel as nib
-
         image, _, lut = spec.partition(":")
-        path = _existing(Path(image), "--maps")
-        shape = nib.load(path).shape
-        if len(shape) != 4:
-            raise UsageError(f"--maps: '{path}' is not a 4D image (shape {shape})")
+        path = _atlas_image(image, "--maps")
+        _no_cifti_lut(path, lut, "--maps")
+        n_maps = _n_maps(path)
         lut_path = _existing(Path(lut), "--maps LUT") if lut else None
         if lut_path is not None:
             from ..core.regions.label_names import read_lut
@@ -221,10 +300,11 @@ def parse_atlases(args) -> dict[str, list]:
                 n_names = len(read_lut(lut_path))
             except ValueError as exc:
                 raise UsageError(f"--maps LUT: {exc}") from None
-            if n_names != shape[3]:
+            if n_names != n_maps:
                 raise UsageError(f"--maps LUT: '{lut_path}' names {n_names} maps, the image "
-                                 f"has {shape[3]}")
-        maps.append(MapsAtlas(atlas_name(path), path, int(shape[3]), lut_path))
+                                 f"has {n_maps}")
+        first = path[0] if isinstance(path, tuple) else path
+        maps.append(MapsAtlas(atlas_name(first), path, n_maps, lut_path))
     for spec in args.seeds:
         path = _existing(Path(spec), "--seeds")
         spheres.append(SpheresAtlas(atlas_name(path), path, args.radius))

@@ -26,7 +26,7 @@ from scipy.spatial import cKDTree
 
 from ..core.io.tables import format_table
 from .data import MNI_2MM_AFFINE, MNI_2MM_SHAPE, anatomy, check_grid
-from .fmriprep import header_matches, save_image, write_text
+from .fmriprep import SPACE, header_matches, save_image, write_json, write_text
 
 #: (name, x, y, z) in MNI mm: well-known network nodes, rounded to the 2 mm grid.
 DEMO_SEEDS: tuple[tuple[str, int, int, int], ...] = (
@@ -48,6 +48,9 @@ class DemoAtlases(NamedTuple):
     maps_lut: Path  #: index (volume number from 1) and name of each map
     maps_names: list[str]  #: one name per map, in volume order
     seeds: Path  #: TSV with x, y, z (mm) and name
+    cifti_labels: Path | None = None  #: CIFTI parcels (``.dlabel.nii``), when asked for
+    cifti_maps: Path | None = None  #: CIFTI maps (``.dscalar.nii``), when asked for
+    cifti_maps_names: list[str] | None = None  #: one name per CIFTI map, in row order
 
 
 def _kmeans_centres(points: NDArray, k: int, iterations: int = 15) -> NDArray[np.float64]:
@@ -140,8 +143,15 @@ def _lut_text(names: Sequence[str]) -> str:
 
 
 def write_demo_atlases(folder: str | os.PathLike, *, shape: Sequence[int] = MNI_2MM_SHAPE,
-                       affine: Any = MNI_2MM_AFFINE) -> DemoAtlases:
+                       affine: Any = MNI_2MM_AFFINE, cifti: bool = False,
+                       cifti_layout: Any = None) -> DemoAtlases:
     """Write the demo atlases into ``folder`` (created if needed); see the module docstring.
+
+    With ``cifti``, also the CIFTI atlases on the demo's grayordinates
+    (:func:`nipype_maskers.demo.cifti.write_cifti_atlases`, ``cifti_layout`` by default
+    :data:`~nipype_maskers.demo.cifti.LAYOUT_91K`):
+    ``tpl-fsLR_den-91k_atlas-DemoCiftiParcels_dseg.dlabel.nii`` (99 parcels with a label table)
+    and ``tpl-fsLR_den-91k_atlas-DemoCiftiMaps_probseg.dscalar.nii`` (8 maps).
 
     Files are written atomically; an image already there with the expected shape and type and a
     text file with the expected content are left untouched.
@@ -172,4 +182,16 @@ def write_demo_atlases(folder: str | os.PathLike, *, shape: Sequence[int] = MNI_
     write_text(_lut_text(map_names), out.maps_lut)
     seeds = [(x, y, z, name) for name, x, y, z in DEMO_SEEDS]
     write_text(format_table(["x", "y", "z", "name"], seeds, name="demo seeds"), out.seeds)
-    return out._replace(maps_names=list(map_names))
+    # each atlas states its space, so that one command applies them to runs in several
+    # spaces (the volume atlases to the MNI runs, the CIFTI ones to the fsLR runs)
+    for path in (out.labels, out.maps, out.seeds):
+        stem = path.name.split(".")[0]
+        write_json({"SpatialReference": SPACE}, path.with_name(f"{stem}.json"))
+    out = out._replace(maps_names=list(map_names))
+    if cifti:
+        from .cifti import LAYOUT_91K, write_cifti_atlases
+
+        written = write_cifti_atlases(folder, cifti_layout or LAYOUT_91K)
+        out = out._replace(cifti_labels=written.labels, cifti_maps=written.maps,
+                           cifti_maps_names=written.maps_names)
+    return out

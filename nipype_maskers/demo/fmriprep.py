@@ -171,6 +171,7 @@ def write_fmriprep_dataset(
     root: str | os.PathLike, *, subjects: Sequence[str] = ("01", "02"), n_volumes: int = 100,
     t_r: float = 2.0, seed: int = 0, n_dummy: int = 2, ica_aroma: bool = False,
     shape: Sequence[int] = MNI_2MM_SHAPE, affine: Any = MNI_2MM_AFFINE,
+    cifti: bool = False, cifti_layout: Any = None,
 ) -> list[Path]:
     """Write (or complete) an fMRIPrep-like derivatives dataset of synthetic resting-state runs.
 
@@ -205,6 +206,12 @@ def write_fmriprep_dataset(
     shape, affine : grid
         The grid; by default fMRIPrep's MNI152NLin2009cAsym 2 mm grid (coarser grids make
         small test datasets).
+    cifti : bool
+        Also write each subject's CIFTI run, ``sub-XX_task-rest_space-fsLR_den-91k_bold
+        .dtseries.nii`` and its ``.json`` (:func:`nipype_maskers.demo.cifti.write_cifti_run`:
+        the same volumes and head motion as the subject's confounds).
+    cifti_layout : CiftiLayout, optional
+        Its grayordinates (default :data:`~nipype_maskers.demo.cifti.LAYOUT_91K`).
 
     Returns
     -------
@@ -261,4 +268,10 @@ def write_fmriprep_dataset(
         write_json({"RepetitionTime": float(t_r), "TaskName": "rest", "SkullStripped": True,
                     "NonSteadyStateVolumes": int(n_dummy), "SyntheticDataParameters": params},
                    files.bold_json)  # fmt: skip
+    if cifti:  # after the confounds: the CIFTI run reads its motion from them
+        from .cifti import LAYOUT_91K, write_cifti_run
+
+        for label in labels:
+            write_cifti_run(root, label, seed=int(seed), t_r=float(t_r),
+                            layout=cifti_layout or LAYOUT_91K)
     return bold_files

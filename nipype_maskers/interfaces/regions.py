@@ -253,13 +253,21 @@ class _SignalsToImageInputSpec(MaskersInputSpec, _SpheresSpecMixin):
     in_file = File(exists=True, mandatory=True,
                    desc="region signals: a TSV written by a region masker (its first row is "
                    "the header), or a .npy")
-    labels_file = File(exists=True, xor=["maps_file", "seeds", "seeds_file"],
-                       desc="the labels atlas the signals came from")
-    maps_file = File(exists=True, xor=["labels_file", "seeds", "seeds_file"],
-                     desc="the maps the signals came from")
-    mask_file = File(exists=True, desc="mask (required for spheres: the output grid)")
+    labels_file = traits.Either(
+        File(exists=True), traits.List(File(exists=True), minlen=2, maxlen=2),
+        xor=["maps_file", "seeds", "seeds_file"],
+        desc="the labels atlas the signals came from (GIFTI: a [hemi-L, hemi-R] pair)")
+    maps_file = traits.Either(
+        File(exists=True), traits.List(File(exists=True), minlen=2, maxlen=2),
+        xor=["labels_file", "seeds", "seeds_file"],
+        desc="the maps the signals came from (GIFTI: a [hemi-L, hemi-R] pair)")
+    mask_file = traits.Either(
+        File(exists=True), traits.List(File(exists=True), minlen=2, maxlen=2),
+        desc="mask (required for spheres: the output grid; GIFTI: a [hemi-L, hemi-R] pair, "
+        "alone it takes SurfaceMasker's .npy back to the pair)")
     background_label = traits.Int(0, usedefault=True, desc="labels: the label of 'no region'")
     allow_overlap = traits.Bool(False, usedefault=True, desc="spheres: allow shared voxels")
+    t_r = traits.Float(desc="CIFTI: the TR in seconds of the output .dtseries.nii (default 1)")
 
 
 def read_signals(path: str, *, name: str = "in_file") -> np.ndarray:
@@ -279,7 +287,11 @@ def read_signals(path: str, *, name: str = "in_file") -> np.ndarray:
 
 
 class _SignalsToImageOutputSpec(TraitedSpec):
-    out_file = File(desc="3D/4D NIfTI: labels and maps on the atlas grid, spheres on the mask's")
+    out_file = traits.Either(
+        File(), traits.List(File()),
+        desc="3D/4D NIfTI: labels and maps on the atlas grid, spheres on the mask's "
+        "(a .dtseries.nii on the grayordinates of a .dlabel.nii or .dscalar.nii; for GIFTI "
+        "pairs a list: [hemi-L, hemi-R] .func.gii, one data array per row of in_file)")
 
 
 class SignalsToImage(SimpleInterface):
@@ -290,6 +302,18 @@ class SignalsToImage(SimpleInterface):
 
     def _run_interface(self, runtime):
         signals = read_signals(self.inputs.in_file)
+        from .surface import gifti_signals_images  # here: interfaces.surface imports this module
+
+        gifti = gifti_signals_images(signals, self.inputs, runtime.cwd)
+        if gifti is not None:  # GIFTI pairs: back to a [hemi-L, hemi-R] pair of .func.gii
+            self._results["out_file"] = gifti
+            return runtime
+        from .cifti import cifti_signals_image  # here: interfaces.cifti imports this module
+
+        cifti = cifti_signals_image(signals, self.inputs, runtime.cwd)
+        if cifti is not None:  # a .dlabel.nii or .dscalar.nii atlas: back to a .dtseries.nii
+            self._results["out_file"] = str(cifti)
+            return runtime
         mask = defined(self.inputs.mask_file)
         if isdefined(self.inputs.labels_file):
             img = region_images.labels_image(signals, self.inputs.labels_file, mask=mask,

@@ -3,7 +3,9 @@
 - :class:`SummarizeBold`: one streamed pass over a run: its mean image and a sample of voxel
   time series, so the reportlets never read the 4D data again;
 - :class:`MaskReport`, :class:`AtlasReport`, :class:`SignalsReport`: the reportlets;
-- :class:`RunReport`: reportlets and parameters gathered in one self-contained HTML page.
+- :class:`RunReport`: reportlets and parameters gathered in one self-contained HTML page;
+- :class:`SurfaceSignalsReport`: a surface or CIFTI run's carpet, structures and parcels'
+  coverage, one HTML fragment (no mesh drawn).
 
 The reportlets need matplotlib (``pip install nipype-maskers[reports]``); this module imports
 without it, and a reportlet asked for without it fails with that instruction.
@@ -342,4 +344,132 @@ class RunReport(SimpleInterface):
         page = assemble_report(title, sections, defined(self.inputs.parameters, {}),
                                subtitle=f"{Path(source).name} - nipype-maskers {__version__}")
         self._results["out_report"] = str(write_text(page, out))
+        return runtime
+
+
+# --------------------------------------------------------------------------------------------
+# Surface and CIFTI runs
+# --------------------------------------------------------------------------------------------
+class _SurfaceSignalsReportInputSpec(_ReportletInputSpec):
+    in_file = InputMultiObject(File(exists=True), mandatory=True,
+                               desc="the run before cleaning: one .dtseries.nii, or the pair "
+                               "[hemi-L .func.gii, hemi-R .func.gii]")
+    labels_file = InputMultiObject(
+        File(exists=True), desc="an atlas ordering the carpet's rows parcel by parcel: a "
+        ".dlabel.nii, or a pair of GIFTI label files (hemi-L, hemi-R)")
+    timeseries_files = InputMultiObject(
+        File(exists=True), desc="the region maskers' cleaned *_timeseries.tsv (or .npy), one "
+        "carpet panel each")
+    regions_files = InputMultiObject(File(exists=True),
+                                     desc="the region maskers' *_regions.tsv, one coverage "
+                                     "table each (same order as timeseries_files)")
+    atlas_names = traits.List(traits.Str, desc="one name per timeseries/regions file")
+    confounds_file = File(exists=True, desc="the confounds regressed out (TSV with header)")
+    sample_mask_file = File(exists=True, desc="the kept volumes, one index per line")
+    fd_file = File(exists=True, desc="a table with a framewise_displacement column (e.g. "
+                   "fMRIPrep's confounds); default: that column of confounds_file, if any")
+    fd_threshold = traits.Float(desc="a threshold line on the FD panel (mm)")
+    t_r = traits.Either(None, traits.Float, desc="repetition time (s); default: the file's "
+                        "(CIFTI SeriesAxis step, GIFTI TimeStep)")
+    max_grayordinates = traits.Range(1, value=600, usedefault=True,
+                                     desc="grayordinates/vertices sampled for the carpet")
+
+
+class _SurfaceSignalsReportOutputSpec(_ReportletOutputSpec):
+    source_file = traits.Str(desc="the run's name without its hemi- entity (for RunReport's "
+                             "source_file: names the page after the run, not a hemisphere)")
+
+
+class SurfaceSignalsReport(SimpleInterface):
+    """The report of a surface or CIFTI run, as one HTML fragment for :class:`RunReport`.
+
+    The carpet of the grayordinates (or vertices) ordered by structure, then parcel, before
+    cleaning and after it (as :class:`SignalsReport`: the display-only cleaning of the same
+    rows, then one panel per region masker output), the structures table (sizes and empty
+    grayordinates) and each atlas's coverage table. No mesh is drawn.
+    """
+
+    input_spec = _SurfaceSignalsReportInputSpec
+    output_spec = _SurfaceSignalsReportOutputSpec
+
+    def _run_interface(self, runtime):
+        import base64
+        import hashlib
+        import html
+
+        require_matplotlib()
+        from ..reporting.atlas import regions_table_html
+        from ..reporting.carpet import clean_for_display
+        from ..reporting.html import inline_svg
+        from ..reporting.surface import (
+            dlabel_colours,
+            plot_surface_carpet,
+            read_surface_regions_table,
+            structures_table_html,
+            summarize_surface_run,
+        )
+
+        in_files = list(self.inputs.in_file)
+        summary = summarize_surface_run(in_files, labels_file=defined(self.inputs.labels_file),
+                                        max_rows=self.inputs.max_grayordinates)
+        files = list(defined(self.inputs.timeseries_files, []))
+        tables = list(defined(self.inputs.regions_files, []))
+        names = list(defined(self.inputs.atlas_names, []))
+        for what, given in (("timeseries_files", files), ("regions_files", tables)):
+            if names and given and len(names) != len(given):
+                raise ValueError(f"atlas_names: {len(names)} names for {len(given)} {what}; "
+                                 "give one per file")
+        confounds, header = None, None
+        if isdefined(self.inputs.confounds_file):
+            confounds, header = read_matrix(self.inputs.confounds_file, name="confounds_file")
+        sample_mask = (read_sample_mask(self.inputs.sample_mask_file)
+                       if isdefined(self.inputs.sample_mask_file) else None)
+        fd = None
+        if isdefined(self.inputs.fd_file):
+            fd = _fd_column(*read_matrix(self.inputs.fd_file, name="fd_file"))
+        if fd is None and confounds is not None:
+            fd = _fd_column(confounds, header)
+        cleaned = []
+        if summary.carpet.size and (confounds is not None or sample_mask is not None):
+            cleaned.append(("after: trend, confounds\nout (display only)",
+                            clean_for_display(summary.carpet, confounds=confounds,
+                                              sample_mask=sample_mask)))
+        for number, path in enumerate(files):
+            label = names[number] if names else split_ext(path)[0]
+            cleaned.append((f"after: {label}", read_signals(path, name="timeseries_files")))
+        t_r = defined(self.inputs.t_r) or summary.t_r
+        content = plot_surface_carpet(summary._replace(t_r=t_r), cleaned=cleaned,
+                                      confounds=confounds, confound_names=header or (),
+                                      sample_mask=sample_mask, fd=fd,
+                                      fd_threshold=defined(self.inputs.fd_threshold),
+                                      fmt=self.inputs.out_format)
+        source = in_files[0]
+        prefix = "s" + hashlib.sha256(str(source).encode()).hexdigest()[:8] + "-"
+        if isinstance(content, bytes):
+            figure = (f'<img alt="carpet" src="data:image/png;base64,'
+                      f'{base64.b64encode(content).decode("ascii")}">')
+        else:
+            figure = inline_svg(content, prefix)
+        unit = "grayordinates" if summary.kind == "CIFTI" else "vertices"
+        parts = [f"<h3>Signals of the {unit} ({html.escape(summary.kind)})</h3>",
+                 f'<div class="reportlet">{figure}</div>',
+                 structures_table_html(summary, title=f"Structures of the {unit}")]
+        label_table = {}
+        labels_files = list(defined(self.inputs.labels_file, []))
+        if len(labels_files) == 1 and labels_files[0].endswith(".dlabel.nii"):
+            label_table = dlabel_colours(labels_files[0])
+        for number, path in enumerate(tables):
+            name = names[number] if names else split_ext(path)[0]
+            rows = read_surface_regions_table(path)
+            # the dlabel's own colours for its parcels (same index and name)
+            colours = {index: label_table[index][1] for index, region, _, _ in rows
+                       if label_table.get(index, ("",))[0] == region}
+            parts.append(regions_table_html(
+                rows, title=f"Parcels of the atlas {name}", unit=unit,
+                covered="with signal (not all zero or non-finite)", colours=colours))
+        out = output_path(source, runtime.cwd, desc="signals", suffix="report",
+                          extension=".html", hemi=None)
+        self._results["out_report"] = str(write_text("\n".join(parts) + "\n", out))
+        self._results["source_file"] = str(Path(source).with_name(
+            output_path(source, ".", hemi=None).name))
         return runtime

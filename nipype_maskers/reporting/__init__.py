@@ -10,6 +10,8 @@ without matplotlib, and :func:`require_matplotlib` says how to install it.
 - :mod:`.mask`: the mask over the mean image;
 - :mod:`.atlas`: labels, maps and spheres over the mean image, and the regions table;
 - :mod:`.carpet`: the carpet plot before and after cleaning, with confounds and censoring;
+- :mod:`.surface`: surface and CIFTI runs: the grayordinates' carpet by structure and parcel,
+  the structures and coverage tables (no mesh drawn);
 - :mod:`.html`: the self-contained HTML report.
 """
 

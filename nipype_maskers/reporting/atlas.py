@@ -9,7 +9,7 @@ mask is given, so regions cut by the mask show at a glance.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -237,26 +237,32 @@ def plot_spheres(img: ImageLike, seeds: NDArray, radius: float | None = None, *,
 
 
 def regions_table_html(rows: Sequence[tuple[int, str, int, float]], *, title: str,
-                       low_coverage: float = LOW_COVERAGE) -> str:
+                       low_coverage: float = LOW_COVERAGE, unit: str = "voxels",
+                       covered: str = "in the mask",
+                       colours: Mapping[int, str] | None = None) -> str:
     """The regions table as an HTML fragment: colour, index, name, voxels, coverage.
 
     ``rows`` are (index, name, voxel_count, coverage) as in a masker's regions TSV. Empty
-    regions and regions with a coverage under ``low_coverage`` are flagged.
+    regions and regions with a coverage under ``low_coverage`` are flagged. ``unit`` names
+    the counted elements ('grayordinates' for CIFTI) and ``covered`` what coverage counts;
+    ``colours`` (index -> '#rrggbb', e.g. a CIFTI label table's) replace the palette's.
     """
     empty = sum(1 for _, _, count, _ in rows if count == 0)
     low = sum(1 for _, _, count, cover in rows if count and cover < low_coverage)
     lines = [f'<div class="regions"><h3>{html.escape(title)}</h3>',
              f'<p>{len(rows)} regions; <span class="{"bad" if empty else "ok"}">{empty} '
              f'empty</span>; <span class="{"warn" if low else "ok"}">{low} with less than '
-             f'{low_coverage:.0%} of their voxels in the mask</span></p>',
-             "<table><thead><tr><th></th><th>index</th><th>name</th><th>voxels</th>"
+             f'{low_coverage:.0%} of their {unit} {covered}</span></p>',
+             "<table><thead><tr><th></th><th>index</th><th>name</th>"
+             f"<th>{html.escape(unit)}</th>"
              "<th>coverage</th></tr></thead><tbody>"]
     for index, name, count, cover in rows:
         flag = "bad" if count == 0 else "warn" if cover < low_coverage else ""
         coverage = "n/a" if not np.isfinite(cover) else f"{cover:.1%}"
         lines.append(
             f'<tr class="{flag}"><td><span class="swatch" style="background:'
-            f'{slices.region_colour(int(index))}"></span></td><td>{int(index)}</td>'
+            f'{(colours or {}).get(int(index)) or slices.region_colour(int(index))}">'
+            f"</span></td><td>{int(index)}</td>"
             f"<td>{html.escape(str(name))}</td><td>{int(count):,}</td><td>{coverage}</td></tr>")
     lines.append("</tbody></table></div>")
     return "\n".join(lines)

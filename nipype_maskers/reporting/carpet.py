@@ -145,8 +145,13 @@ def _shade(ax, runs: list[tuple[int, int]], alpha: float) -> None:
         ax.axvspan(first - 0.5, last + 0.5, color=_CENSOR, alpha=alpha, linewidth=0)
 
 
-def _carpet_axes(ax, matrix: NDArray, n_total: int, label: str):
-    """A carpet: rows = features, columns = volumes; NaN (censored) in light red."""
+def _carpet_axes(ax, matrix: NDArray, n_total: int, label: str,
+                 row_groups: Sequence[tuple[str, int]] = ()):
+    """A carpet: rows = features, columns = volumes; NaN (censored) in light red.
+
+    ``row_groups`` ((name, rows) in row order, e.g. a CIFTI run's structures) are separated
+    by lines and named when they are tall enough to hold their name.
+    """
     import matplotlib as mpl
 
     cmap = mpl.colormaps["gray"].with_extremes(bad="#f4c7c7")
@@ -155,6 +160,19 @@ def _carpet_axes(ax, matrix: NDArray, n_total: int, label: str):
               extent=(-0.5, n_total - 0.5, shown.shape[0], 0))
     ax.set_ylabel(label, fontsize=8)
     ax.set_yticks([])
+    if row_groups and sum(rows for _, rows in row_groups) == shown.shape[0]:
+        panel = "groups-" + (ax.get_gid() or "").removeprefix("panel-")
+        top = 0
+        for number, (name, rows) in enumerate(row_groups):
+            if number:
+                ax.axhline(top, color="#ff7f0e", linewidth=0.4, alpha=0.8,
+                           gid=f"{panel}-line-{number}")
+            if rows >= 0.045 * shown.shape[0]:  # room for a label
+                ax.text(n_total - 1, top + rows / 2, name, fontsize=6.5, ha="right",
+                        va="center", color="#1d1f23", gid=f"{panel}-name-{number}",
+                        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
+                              "edgecolor": "none", "alpha": 0.8})
+            top += rows
 
 
 def plot_carpet(raw: NDArray, *, cleaned: Sequence[tuple[str, NDArray]] = (),
@@ -162,7 +180,8 @@ def plot_carpet(raw: NDArray, *, cleaned: Sequence[tuple[str, NDArray]] = (),
                 sample_mask: Sequence[int] | None = None, fd: NDArray | None = None,
                 fd_threshold: float | None = None, t_r: float | None = None,
                 raw_label: str = "voxels", fmt: Format = "svg",
-                title: str = "Signals before and after cleaning") -> str | bytes:
+                title: str = "Signals before and after cleaning",
+                row_groups: Sequence[tuple[str, int]] = ()) -> str | bytes:
     """Carpet plots before and after cleaning, with the confounds, FD and censoring.
 
     Parameters
@@ -187,6 +206,9 @@ def plot_carpet(raw: NDArray, *, cleaned: Sequence[tuple[str, NDArray]] = (),
         What the raw rows are ('voxels', 'regions').
     fmt : {'svg', 'png'}
     title : str
+    row_groups : sequence of (str, int)
+        Groups of consecutive raw rows (name, number of rows), e.g. the structures of a CIFTI
+        run: drawn as separated, named bands on the panels of the raw rows.
 
     Returns
     -------
@@ -270,11 +292,13 @@ def plot_carpet(raw: NDArray, *, cleaned: Sequence[tuple[str, NDArray]] = (),
                 ax.set_ylabel("confounds", fontsize=8)
             _shade(ax, runs, 0.25)
         elif name == "before":
-            _carpet_axes(ax, raw, n_total, f"before cleaning\n{raw.shape[1]} {raw_label}")
+            _carpet_axes(ax, raw, n_total, f"before cleaning\n{raw.shape[1]} {raw_label}",
+                         row_groups)
             _shade(ax, runs, 0.2)
         else:
             label, matrix = placed[int(name.split("-")[1])]
-            _carpet_axes(ax, matrix, n_total, f"{label}\n({matrix.shape[1]})")
+            same_rows = row_groups if matrix.shape[1] == raw.shape[1] else ()
+            _carpet_axes(ax, matrix, n_total, f"{label}\n({matrix.shape[1]})", same_rows)
     for _, ax in axes[:-1]:
         ax.tick_params(labelbottom=False, labelsize=7)
     axes[-1][1].tick_params(labelsize=7)

@@ -171,7 +171,7 @@ def test_everything_imports_without_matplotlib_and_reports_say_how_to_install(ru
         import nipype_maskers, nipype_maskers.interfaces as interfaces
         for m in pkgutil.iter_modules(interfaces.__path__):
             importlib.import_module("nipype_maskers.interfaces." + m.name)
-        for m in ("slices", "figures", "mask", "atlas", "carpet", "html"):
+        for m in ("slices", "figures", "mask", "atlas", "carpet", "html", "surface"):
             importlib.import_module("nipype_maskers.reporting." + m)
         import nipype_maskers.workflows.reports
         from nipype_maskers.interfaces.reports import MaskReport, RunReport

@@ -1,0 +1,196 @@
+"""CIFTI-2 region maskers: a ``.dtseries.nii`` to BIDS ``*_timeseries.tsv`` by parcel or map.
+
+:class:`CiftiLabelsMasker` parcellates with a ``.dlabel.nii`` (Connectome Workbench's
+``-cifti-parcellate -method MEAN`` with XCP-D's rule for all-zero and non-finite
+grayordinates) and can also write the ``.ptseries.nii``; :class:`CiftiMapsMasker` fits
+``.dscalar.nii`` maps by least squares. Both write ``out_file`` and ``regions_file`` as the
+volume region maskers do, with the kept vertex and subcortical voxel counts of each region.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from nipype.interfaces.base import File, SimpleInterface, traits
+
+from ..core.io.tables import format_table
+from ..core.surface import cifti as cifti_files
+from ..core.surface import cifti_maskers
+from ..files import save_nifti, write_text
+from .base import (
+    CensoredSpecMixin,
+    CleanSpecMixin,
+    MaskersInputSpec,
+    VolumeSelection,
+    clean_args_from,
+    defined,
+    parse_volumes,
+)
+from .io import output_path
+from .regions import REGIONS_COLUMNS, _RegionMaskerOutputSpec, _with_censored_rows
+
+#: ``regions_file``'s columns: the volume maskers' (``voxel_count`` counts the grayordinates
+#: used), then how many of them are surface vertices and subcortical voxels.
+CIFTI_REGIONS_COLUMNS = (*REGIONS_COLUMNS, "vertex_count", "subcortical_voxel_count")
+
+#: Where ``t_r`` came from when the dtseries gave it.
+_T_R_SOURCE = "CIFTI SeriesAxis"
+
+
+class _CiftiMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin):
+    in_file = File(exists=True, mandatory=True,
+                   desc="dense time series (.dtseries.nii: time points x grayordinates)")
+    volumes = VolumeSelection(
+        desc="volumes to use, as nilearn.image.index_img: an index, a list of indices, a "
+        "list of booleans (a mask, one per volume), or 'start:stop[:step]'",
+    )
+    dtype = traits.Enum("float32", "float64", usedefault=True,
+                        desc="precision of the extracted signals")
+    min_coverage = traits.Range(
+        0.0, 1.0, desc="regions with a smaller fraction of their grayordinates kept become n/a"
+    )
+    drop_empty = traits.Bool(
+        False, usedefault=True,
+        desc="drop empty regions' columns, as nilearn does (default: keep them as n/a, so "
+        "every subject gets the same columns)",
+    )
+
+
+class _CiftiLabelsInputSpec(_CiftiMaskerInputSpec):
+    labels_file = File(exists=True, mandatory=True,
+                       desc="dense label atlas (.dlabel.nii, one label map; names from its "
+                       "label table) on the data's grayordinates or a superset")
+    background_label = traits.Int(0, usedefault=True, desc="the key of 'no parcel'")
+    strategy = traits.Enum(
+        "mean", "median", "sum", "minimum", "maximum", "standard_deviation", "variance",
+        usedefault=True, desc="reduction over each parcel's kept grayordinates",
+    )
+    write_ptseries = traits.Bool(False, usedefault=True,
+                                 desc="also write the signals as a .ptseries.nii")
+
+
+class _CiftiMapsInputSpec(_CiftiMaskerInputSpec):
+    maps_file = File(exists=True, mandatory=True,
+                     desc="dense maps (.dscalar.nii, one map per row) on the data's "
+                     "grayordinates or a superset")
+
+
+class _CiftiLabelsOutputSpec(_RegionMaskerOutputSpec):
+    ptseries_file = File(desc="the signals as a parcellated time series (write_ptseries)")
+
+
+class _CiftiMasker(SimpleInterface):
+    """Shared run: the dtseries' TR, cleaning arguments, the two TSVs (and a ptseries)."""
+
+    output_spec = _RegionMaskerOutputSpec
+    _kind = ""
+
+    def _extract(self, img, common) -> cifti_maskers.CiftiSignals:  # pragma: no cover
+        raise NotImplementedError
+
+    def _run_interface(self, runtime):
+        img = cifti_files.load_cifti(self.inputs.in_file, "dtseries", name="in_file")
+        clean_args, provenance = clean_args_from(self.inputs,
+                                                 header_t_r=cifti_files.series_t_r(img))
+        if provenance.get("RepetitionTimeSource") == "NIfTI header":
+            provenance["RepetitionTimeSource"] = _T_R_SOURCE
+        common = {"volumes": parse_volumes(defined(self.inputs.volumes)),
+                  "dtype": self.inputs.dtype, "clean_args": clean_args,
+                  "min_coverage": defined(self.inputs.min_coverage),
+                  "drop_empty": self.inputs.drop_empty}
+        found = self._extract(img, common)
+        result = found.regions
+        signals, volumes = result.signals, result.volumes
+        if self.inputs.censored == "nan":
+            signals, volumes = _with_censored_rows(result, img.shape[0], common["volumes"])
+        rows = zip(np.asarray(result.ids).tolist(), result.names,
+                   np.asarray(result.sizes).tolist(), np.asarray(result.coverage).tolist(),
+                   found.vertex_counts.tolist(), found.voxel_counts.tolist(), strict=True)
+        # everything is built before anything is written: an error leaves no file behind
+        regions_text = format_table(
+            CIFTI_REGIONS_COLUMNS,
+            [(int(i), name, int(n), float(c), int(v), int(x)) for i, name, n, c, v, x in rows],
+            name="regions_file")
+        signals_text = format_table(result.names, np.atleast_2d(signals), name="out_file")
+        ptseries = self._ptseries(found, signals, provenance.get("RepetitionTime"))
+        source = self.inputs.in_file
+        names = {suffix: output_path(source, runtime.cwd, desc=self._kind, suffix=suffix,
+                                     extension=".tsv") for suffix in ("timeseries", "regions")}
+        self._results["regions_file"] = str(write_text(regions_text, names["regions"]))
+        self._results["out_file"] = str(write_text(signals_text, names["timeseries"]))
+        if ptseries is not None:
+            path = output_path(source, runtime.cwd, desc=self._kind, suffix="timeseries",
+                               extension=".ptseries.nii")
+            self._results["ptseries_file"] = str(save_nifti(ptseries, path))
+        self._results["t_r"] = provenance.get("RepetitionTime")
+        self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
+        self._results["volumes"] = [int(v) for v in volumes]
+        return runtime
+
+    def _ptseries(self, found, signals, t_r):
+        return None
+
+
+class CiftiLabelsMasker(_CiftiMasker):
+    """Parcel signals of a ``.dtseries.nii`` with a ``.dlabel.nii``: Workbench's
+    ``-cifti-parcellate`` (and nilearn's strategies), all-zero and non-finite grayordinates
+    left out of their parcel (XCP-D's rule)."""
+
+    input_spec = _CiftiLabelsInputSpec
+    output_spec = _CiftiLabelsOutputSpec
+    _kind = "labels"
+
+    def _extract(self, img, common):
+        return cifti_maskers.cifti_labels_masker(
+            img, self.inputs.labels_file, strategy=self.inputs.strategy,
+            background_label=self.inputs.background_label, **common)
+
+    def _ptseries(self, found, signals, t_r):
+        if not self.inputs.write_ptseries:
+            return None
+        return cifti_files.ptseries_image(signals, found.parcels(),
+                                          step=t_r if t_r is not None else 1.0)
+
+
+class CiftiMapsMasker(_CiftiMasker):
+    """Least-squares signals of ``.dscalar.nii`` maps in a ``.dtseries.nii`` (NiftiMapsMasker's
+    math), all-zero and non-finite grayordinates left out of the fit."""
+
+    input_spec = _CiftiMapsInputSpec
+    _kind = "maps"
+
+    def _extract(self, img, common):
+        return cifti_maskers.cifti_maps_masker(img, self.inputs.maps_file, **common)
+
+
+#: File names of CIFTI-2 files (SignalsToImage sends these atlases here).
+_CIFTI_EXTENSIONS = (".dtseries.nii", ".dlabel.nii", ".dscalar.nii", ".ptseries.nii",
+                     ".pscalar.nii", ".plabel.nii", ".pconn.nii", ".dconn.nii")
+
+
+def _is_cifti(path) -> bool:
+    return isinstance(path, str) and path.endswith(_CIFTI_EXTENSIONS)
+
+
+def cifti_signals_image(signals: np.ndarray, inputs, cwd) -> Path | None:
+    """SignalsToImage for CIFTI atlases: the ``.dtseries.nii`` written, or None (not CIFTI).
+
+    ``labels_file`` (a ``.dlabel.nii``) or ``maps_file`` (a ``.dscalar.nii``) gives the
+    grayordinates; ``t_r`` the SeriesAxis step (default 1 s).
+    """
+    labels, maps = defined(inputs.labels_file), defined(inputs.maps_file)
+    if not (_is_cifti(labels) or _is_cifti(maps)):
+        return None
+    if defined(inputs.mask_file) is not None:
+        raise ValueError("mask_file: not used with a CIFTI atlas (the output covers the atlas' "
+                         "grayordinates); leave it unset")
+    step = defined(inputs.t_r, 1.0)
+    if labels is not None:
+        img = cifti_maskers.cifti_labels_image(signals, labels,
+                                               background_label=inputs.background_label,
+                                               step=step)
+    else:
+        img = cifti_maskers.cifti_maps_image(signals, maps, step=step)
+    out = output_path(inputs.in_file, cwd, suffix="unmasked", extension=".dtseries.nii")
+    return save_nifti(img, out)
