@@ -9,6 +9,7 @@ same confounds, and the folder with the official BIDS validator.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -277,6 +278,11 @@ def test_gifti_run_end_to_end(tree, capsys):
         assert sidecar["RepetitionTimeSource"] == "GIFTI TimeStep"
         assert sidecar["AtlasSpace"] == "fsaverage5"
         assert set(GIFTI_NAMES) <= set(sidecar["InputSHA256"])
+        for bold in pair:  # the pair's digests, both from the masker's own read
+            digest = hashlib.sha256(Path(bold).read_bytes()).hexdigest()
+            assert sidecar["InputSHA256"][Path(bold).name] == digest
+        assert sidecar["SourceSHA256"] == hashlib.sha256(
+            Path(pair[0]).read_bytes()).hexdigest()
     assert _table(func / f"{stem}_atlas-Ring_timeseries.tsv")[1] == ["ringA", "ringB", "ringC"]
     errors, _ = validate(tree / "out")
     assert errors == [], errors

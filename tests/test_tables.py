@@ -181,6 +181,39 @@ def test_round_trip_is_exact_in_the_arrays_precision(tmp_path, dtype):
         assert format_table(["x"], np.array([[0.1]], dtype=np.float32)) == "x\n0.1\n"
 
 
+def test_float32_text_is_numpys_own_for_every_kind_of_value():
+    # float32 tables are formatted in bulk (core/io/float_text.py): the text must be
+    # str(np.float32) cell by cell, for any bit pattern (positional and scientific ranges,
+    # powers of two whose decimal interval is lopsided, integers, signed zeros, inf, NaN)
+    rng = np.random.default_rng(7)
+    powers = np.ldexp(np.float32(1), np.arange(-40, 40)).astype(np.float32)
+    special = np.concatenate([
+        powers, -powers, np.nextafter(powers, np.float32(0)), np.nextafter(powers, np.inf),
+        np.float32([0.0, -0.0, np.inf, -np.inf, 1e-4, -1e-4, 1e6, 999999.94, 1e-4 * 1.0001,
+                    16777216.0, 0.1, 1 / 3]),
+    ]).astype(np.float32)
+    blocks = [
+        rng.integers(0, 2**32, 60_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+        (rng.normal(size=60_000) * 10.0 ** rng.integers(-6, 8, size=60_000)).astype(np.float32),
+        (np.rint(rng.normal(size=60_000) * 1e5) / 10.0 ** rng.integers(0, 9, 60_000)
+         ).astype(np.float32),
+        np.resize(special, 60_000),
+    ]
+    values = np.stack(blocks).reshape(-1, 300)
+    values[::7, 3] = np.nan
+    expected = "".join("\t".join(MISSING if v != v else str(v) for v in row) + "\n"
+                       for row in values)
+    columns = [str(i) for i in range(values.shape[1])]
+    assert format_table(columns, values) == "\t".join(columns) + "\n" + expected
+    assert format_table(["x"], np.zeros((0, 1), dtype=np.float32)) == "x\n"
+    # a block of zeros only (an emptied region's signals, a censored run's first rows)
+    zeros = np.float32([[0, -0.0], [0, 0]])
+    assert format_table(["x", "y"], zeros) == "x\ty\n0.0\t-0.0\n0.0\t0.0\n"
+    assert format_table(["x", "y"], np.asfortranarray(values[:3, :2])) == (
+        "x\ty\n" + "".join("\t".join(line.split("\t")[:2]) + "\n"
+                            for line in expected.splitlines()[:3]))
+
+
 def test_mixed_rows_integer_and_boolean_arrays():
     text = format_table(["index", "name", "voxel_count", "coverage", "kept"],
                         [(np.int64(3), "left", 12, np.float32(0.25), True),

@@ -146,21 +146,19 @@ def nifti_t_r(bold: Path) -> float | None:
 
 def surface_t_r(bold: Path) -> tuple[float | None, str]:
     """The TR a surface file states, and where: a CIFTI-2 run's ``SeriesAxis`` (its step in
-    its unit), a GIFTI run's ``TimeStep`` (milliseconds), read as the maskers read them.
-    (None, '') when it states none or cannot be read."""
-    import nibabel as nib
-
+    seconds), a GIFTI run's first ``TimeStep`` (see :mod:`nipype_maskers.core.surface.gifti`),
+    read by the maskers' own functions (headers and first data array only). (None, '') when
+    it states none or cannot be read."""
     from ..bids import CIFTI, run_kind
 
     try:
-        image = nib.load(bold)
         if run_kind(bold) == CIFTI:
-            from ..core.surface.cifti import series_t_r
+            from ..core.surface.cifti import load_cifti, series_t_r
 
-            return series_t_r(image), "CIFTI SeriesAxis"
-        from ..core.surface.gifti import series_t_r
+            return series_t_r(load_cifti(bold, "dtseries")), "CIFTI SeriesAxis"
+        from ..core.surface.gifti_series import time_series_t_r
 
-        return series_t_r([image]), "GIFTI TimeStep"
+        return time_series_t_r(bold), "GIFTI TimeStep"
     except Exception:  # an unreadable file is reported by the run itself, not here
         return None, ""
 

@@ -323,9 +323,10 @@ def _colour(number: int) -> tuple[float, float, float, float]:
 def _structure_label(structure: str) -> str:
     """``CIFTI_STRUCTURE_THALAMUS_LEFT`` -> ``L_thalamus``; ``..._BRAIN_STEM`` -> ``brain_stem``.
     """
-    words = structure.removeprefix("CIFTI_STRUCTURE_").lower().split("_")
-    side = {"left": "L_", "right": "R_"}.get(words[-1], "")
-    return side + "_".join(words[:-1] if side else words)
+    from ..core.surface.cifti import structure_parts
+
+    words, side = structure_parts(structure)
+    return (f"{side}_" if side else "") + "_".join(words)
 
 
 def cifti_atlas_data(layout: CiftiLayout = LAYOUT_91K, *, n_cortical: int = 80,

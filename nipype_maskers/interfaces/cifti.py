@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, traits
 
+from ..core.io.hashing import hash_reads
 from ..core.io.tables import format_table
 from ..core.surface import cifti as cifti_files
 from ..core.surface import cifti_maskers
@@ -99,7 +100,8 @@ class _CiftiMasker(SimpleInterface):
                   "dtype": self.inputs.dtype, "clean_args": clean_args,
                   "min_coverage": defined(self.inputs.min_coverage),
                   "drop_empty": self.inputs.drop_empty}
-        found = self._extract(img, common)
+        with hash_reads(self.inputs.in_file) as digest:  # hashed from the maskers' own read
+            found = self._extract(img, common)
         result = found.regions
         signals, volumes = result.signals, result.volumes
         if self.inputs.censored == "nan":
@@ -126,6 +128,7 @@ class _CiftiMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
+        self._results["in_file_sha256"] = digest.hexdigest()
         return runtime
 
     def _ptseries(self, found, signals, t_r):

@@ -267,7 +267,8 @@ class _SignalsToImageInputSpec(MaskersInputSpec, _SpheresSpecMixin):
         "alone it takes SurfaceMasker's .npy back to the pair)")
     background_label = traits.Int(0, usedefault=True, desc="labels: the label of 'no region'")
     allow_overlap = traits.Bool(False, usedefault=True, desc="spheres: allow shared voxels")
-    t_r = traits.Float(desc="CIFTI: the TR in seconds of the output .dtseries.nii (default 1)")
+    t_r = traits.Float(desc="surfaces: the TR in seconds of the output .dtseries.nii (default "
+                       "1) or of the GIFTI pair's TimeStep (default: none written)")
 
 
 def read_signals(path: str, *, name: str = "in_file") -> np.ndarray:

@@ -10,6 +10,7 @@ Every input that is a pair (``in_file``, ``mask_file``, ``labels_file``, ``maps_
 from __future__ import annotations
 
 import warnings
+from contextlib import ExitStack
 
 import numpy as np
 from nipype.interfaces.base import (
@@ -21,6 +22,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..core.io.hashing import hash_reads
 from ..core.io.tables import format_table
 from ..core.regions.label_names import read_lut
 from ..core.surface import gifti_maskers
@@ -65,6 +67,16 @@ class _SurfaceOutputSpec(TraitedSpec):
     t_r = traits.Either(None, traits.Float, desc="the TR used for cleaning")
     t_r_source = traits.Str(desc="where t_r came from: 'input t_r', 'GIFTI TimeStep' or ''")
     volumes = traits.List(traits.Int, desc="the input volume of each output row")
+    in_file_sha256 = traits.List(
+        traits.Str, desc="[hemi-L, hemi-R] SHA-256 (hex) of each in_file, computed while it was "
+        "streamed (no second read)",
+    )
+
+
+def _hash_pair(stack: ExitStack, paths) -> list:
+    """A :func:`~..core.io.hashing.hash_reads` digest per file of the pair, fed by the stream
+    that reads it (a file nibabel loads instead is read again at ``hexdigest``)."""
+    return [stack.enter_context(hash_reads(path)) for path in paths]
 
 
 def _open_series(inputs):
@@ -100,12 +112,14 @@ class SurfaceMasker(SimpleInterface):
     output_spec = _SurfaceMaskerOutputSpec
 
     def _run_interface(self, runtime):
-        series, clean_args, provenance = _open_series(self.inputs)
-        result = gifti_maskers.surface_masker(
-            series, mask=_pair(self.inputs.mask_file),
-            volumes=parse_volumes(defined(self.inputs.volumes)), dtype=self.inputs.dtype,
-            clean_args=clean_args,
-        )
+        with ExitStack() as stack:
+            digests = _hash_pair(stack, self.inputs.in_file)
+            series, clean_args, provenance = _open_series(self.inputs)
+            result = gifti_maskers.surface_masker(
+                series, mask=_pair(self.inputs.mask_file),
+                volumes=parse_volumes(defined(self.inputs.volumes)), dtype=self.inputs.dtype,
+                clean_args=clean_args,
+            )
         signals, volumes = result.signals, result.volumes
         if self.inputs.censored == "nan":
             signals, volumes = _with_censored_rows(result, series.n_volumes,
@@ -123,6 +137,7 @@ class SurfaceMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
+        self._results["in_file_sha256"] = [digest.hexdigest() for digest in digests]
         return runtime
 
 
@@ -151,17 +166,19 @@ class _SurfaceRegionMasker(SimpleInterface):
         raise NotImplementedError
 
     def _run_interface(self, runtime):
-        series, clean_args, provenance = _open_series(self.inputs)
-        common = {
-            "mask": _pair(self.inputs.mask_file),
-            "volumes": parse_volumes(defined(self.inputs.volumes)),
-            "dtype": self.inputs.dtype,
-            "clean_args": clean_args,
-            "min_coverage": defined(self.inputs.min_coverage),
-            "drop_empty": self.inputs.drop_empty,
-        }
-        n_volumes = series.n_volumes
-        result = self._extract(series, common)
+        with ExitStack() as stack:
+            digests = _hash_pair(stack, self.inputs.in_file)
+            series, clean_args, provenance = _open_series(self.inputs)
+            common = {
+                "mask": _pair(self.inputs.mask_file),
+                "volumes": parse_volumes(defined(self.inputs.volumes)),
+                "dtype": self.inputs.dtype,
+                "clean_args": clean_args,
+                "min_coverage": defined(self.inputs.min_coverage),
+                "drop_empty": self.inputs.drop_empty,
+            }
+            n_volumes = series.n_volumes
+            result = self._extract(series, common)
         signals, volumes = result.signals, result.volumes
         if self.inputs.censored == "nan":
             signals, volumes = _with_censored_rows(result, n_volumes, common["volumes"])
@@ -182,6 +199,7 @@ class _SurfaceRegionMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
+        self._results["in_file_sha256"] = [digest.hexdigest() for digest in digests]
         return runtime
 
 
@@ -266,7 +284,7 @@ def gifti_signals_images(signals: np.ndarray, inputs, cwd) -> list[str] | None:
         if isdefined(value) and not _is_pair(value):
             raise ValueError(f"{name}: one file; expected a [hemi-L, hemi-R] GIFTI pair like "
                              "the other atlas inputs")
-    t_r = defined(getattr(inputs, "t_r", None))
+    t_r = defined(inputs.t_r)
     mask = _pair(mask)
     if _is_pair(labels):
         imgs = gifti_maskers.labels_pair_images(signals, list(labels), mask=mask,

@@ -2,11 +2,12 @@
 
 No mesh is drawn: a surface run is summarised by its time series. :func:`summarize_surface_run`
 reads a ``.dtseries.nii`` (blocks of grayordinates; CIFTI stores each one's series
-contiguously) or a GIFTI pair (one volume at a time) once, and returns a sample of the
-grayordinates' series in a meaningful order (structure by structure, left cortex, right
-cortex, then the subcortical structures; within a structure, parcel by parcel when an atlas
-is given) with the structures' sizes and how many of their grayordinates are empty (series
-all zero or not finite: what the region maskers leave out, XCP-D's rule).
+contiguously) or a GIFTI pair (streamed one volume at a time, as the maskers read it) in two
+passes, never whole (which grayordinates are empty, then the sampled ones' series), and
+returns a sample of the grayordinates' series in a meaningful order (structure by structure,
+left cortex, right cortex, then the subcortical structures; within a structure, parcel by
+parcel when an atlas is given) with the structures' sizes and how many of their grayordinates
+are empty (series all zero or not finite: what the region maskers leave out, XCP-D's rule).
 :func:`plot_surface_carpet` draws it with :func:`.carpet.plot_carpet` (structures separated
 and named on the carpet); :func:`structures_table_html` is the table.
 """
@@ -18,11 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
 from ..core.io.tables import read_table
+from ..core.surface import cifti as cifti_files
+from ..core.surface.gifti import load_gifti
+from ..core.surface.gifti_series import read_series_pair
 from .carpet import MAX_VOXELS, sample_voxels
 
 _COLUMN_BLOCK = 4096  # grayordinates read at a time from a dtseries
@@ -49,9 +52,8 @@ def structure_label(name: str) -> str:
     >>> structure_label('CIFTI_STRUCTURE_BRAIN_STEM')
     'brain stem'
     """
-    words = name.removeprefix("CIFTI_STRUCTURE_").lower().split("_")
-    side = {"left": " L", "right": " R"}.get(words[-1])
-    return " ".join(words[:-1] if side else words) + (side or "")
+    words, side = cifti_files.structure_parts(name)
+    return " ".join(words) + (f" {side}" if side else "")
 
 
 def _is_cifti(paths: Sequence[str | Path]) -> bool:
@@ -66,54 +68,15 @@ def _check_paths(paths: Sequence[str | Path], name: str) -> list[Path]:
                      "(.dtseries.nii / .dlabel.nii) or a pair of GIFTI files (hemi-L, hemi-R)")
 
 
-def _cifti_t_r(axis) -> float | None:
-    scale = {"SECOND": 1.0, "MILLISECOND": 1e-3}.get(getattr(axis, "unit", ""), None)
-    return float(axis.step) * scale if scale and axis.step > 0 else None
-
-
-def _gifti_t_r(img) -> float | None:
-    """The ``TimeStep`` meta data of the first data array (fMRIPrep writes seconds; values
-    over 100 are read as milliseconds)."""
-    try:
-        value = float(img.darrays[0].meta["TimeStep"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    return value / 1000.0 if value >= 100 else value if value > 0 else None
-
-
-def _keys(axis) -> tuple[NDArray[np.int64], dict[str, int]]:
-    """One integer per grayordinate of a BrainModelAxis (its structure's number, times 2**40,
-    plus its vertex or flat voxel index), and the structures' numbers."""
-    names = np.asarray(axis.name)
-    codes = {name: number for number, name in enumerate(sorted(set(names.tolist())))}
-    code = np.array([codes[n] for n in names], dtype=np.int64)
-    position = np.where(axis.surface_mask, axis.vertex, 0).astype(np.int64)
-    if axis.volume_mask.any():
-        voxels = np.ravel_multi_index(axis.voxel[axis.volume_mask].T, axis.volume_shape)
-        position[axis.volume_mask] = voxels
-    return code * (1 << 40) + position, codes
-
-
 def cifti_labels_on(axis, labels_path: Path) -> NDArray[np.int64]:
-    """The parcel of each grayordinate of ``axis`` from a ``.dlabel.nii`` (0: none), matched
-    by structure and vertex/voxel (the dlabel may hold more grayordinates)."""
-    img = nib.load(labels_path)
-    label_axis = img.header.get_axis(1)
-    values = np.asanyarray(img.dataobj)[0]
-    if label_axis == axis:
-        return np.rint(values).astype(np.int64)
-    run_keys, run_codes = _keys(axis)
-    atlas_keys, atlas_codes = _keys(label_axis)
-    # re-code the atlas's structures with the run's numbers (absent ones: -1, never matched)
-    recode = np.array([run_codes.get(n, -1) for n in sorted(atlas_codes, key=atlas_codes.get)],
-                      dtype=np.int64)
-    atlas_keys = recode[atlas_keys >> 40] * (1 << 40) + (atlas_keys & ((1 << 40) - 1))
-    order = np.argsort(atlas_keys)
-    found = np.searchsorted(atlas_keys[order], run_keys).clip(0, len(order) - 1)
-    hit = atlas_keys[order][found] == run_keys
-    out = np.zeros(len(run_keys), dtype=np.int64)
-    out[hit] = np.rint(values[order][found[hit]]).astype(np.int64)
-    return out
+    """The parcel of each grayordinate of ``axis`` from a ``.dlabel.nii`` (its first label
+    map; 0: none), matched by structure and vertex/voxel as the maskers match them
+    (:func:`~nipype_maskers.core.surface.cifti.grayordinate_index`); grayordinates the atlas
+    cannot place get 0 (the report only orders its rows by parcel)."""
+    atlas = cifti_files.load_cifti(labels_path, "dlabel", name="labels_file")
+    values = np.rint(np.asarray(atlas.dataobj[0])).astype(np.int64)
+    index = cifti_files.grayordinate_index(axis, atlas.axes[1], partial=True)
+    return np.where(index >= 0, values[index], 0)
 
 
 def _order(structure: NDArray[np.intp], parcels: NDArray | None) -> NDArray[np.intp]:
@@ -126,7 +89,8 @@ def _order(structure: NDArray[np.intp], parcels: NDArray | None) -> NDArray[np.i
 
 def summarize_surface_run(in_file: Sequence[str | Path], *, labels_file: Sequence[str | Path]
                           | None = None, max_rows: int = MAX_VOXELS) -> SurfaceSummary:
-    """Read a surface run once: a sample of its grayordinates' series, in carpet order.
+    """Read a surface run (two streamed passes): a sample of its grayordinates' series, in
+    carpet order.
 
     Parameters
     ----------
@@ -143,12 +107,8 @@ def summarize_surface_run(in_file: Sequence[str | Path], *, labels_file: Sequenc
     paths = _check_paths(in_file, "in_file")
     label_paths = None if labels_file is None else _check_paths(labels_file, "labels_file")
     if _is_cifti(paths):
-        img = nib.load(paths[0])
-        series_axis, axis = (img.header.get_axis(i) for i in range(2))
-        if not isinstance(axis, nib.cifti2.BrainModelAxis) or not isinstance(
-                series_axis, nib.cifti2.SeriesAxis):
-            raise ValueError(f"in_file: '{paths[0].name}' is not a dense time series "
-                             "(.dtseries.nii: a SeriesAxis by a BrainModelAxis)")
+        img = cifti_files.load_cifti(paths[0], "dtseries", name="in_file")
+        axis = img.axes[1]
         names = [name for name, _, _ in axis.iter_structures()]
         number = {name: position for position, name in enumerate(names)}
         structure = np.array([number[name] for name in axis.name.tolist()], dtype=np.intp)
@@ -160,29 +120,26 @@ def summarize_surface_run(in_file: Sequence[str | Path], *, labels_file: Sequenc
                                                     & (block != 0).any(axis=0))
         parcels = (cifti_labels_on(axis, label_paths[0])
                    if label_paths and _is_cifti(label_paths) else None)
-        t_r, kind = _cifti_t_r(series_axis), "CIFTI"
+        t_r, kind = cifti_files.series_t_r(img), "CIFTI"
     else:
-        hemispheres = [nib.load(p) for p in paths]
         names = ["CIFTI_STRUCTURE_CORTEX_LEFT", "CIFTI_STRUCTURE_CORTEX_RIGHT"]
-        sizes = [h.darrays[0].data.size for h in hemispheres]
-        lengths = {len(h.darrays) for h in hemispheres}
-        if len(lengths) != 1:
-            raise ValueError(f"in_file: the hemispheres have {sorted(lengths)} volumes; "
-                             "expected the same number")
-        n_volumes, n_total = lengths.pop(), sum(sizes)
+        # streamed twice (which vertices are empty, then the sampled ones' series), as the
+        # maskers read a pair: one volume decoded at a time, never the whole files
+        with read_series_pair(paths, name="in_file") as pair:
+            sizes, n_volumes, n_total = list(pair.sizes), pair.n_volumes, pair.n_vertices
+            t_r, kind = pair.t_r, "GIFTI"  # the maskers' TimeStep rule
+            finite, nonzero = np.ones(n_total, bool), np.zeros(n_total, bool)
+            for block in pair.blocks(np.arange(n_volumes), np.arange(n_total)):
+                finite &= np.isfinite(block).all(axis=0)
+                nonzero |= (block != 0).any(axis=0)
         structure = np.repeat([0, 1], sizes)
-        finite, nonzero = np.ones(n_total, bool), np.zeros(n_total, bool)
-        for t in range(n_volumes):
-            volume = np.concatenate([h.darrays[t].data.ravel() for h in hemispheres])
-            finite &= np.isfinite(volume)
-            nonzero |= volume != 0
         empty = ~(finite & nonzero)
         parcels = None
         if label_paths and not _is_cifti(label_paths):
-            parts = [np.asarray(nib.load(p).darrays[0].data).ravel() for p in label_paths]
+            parts = [np.asarray(load_gifti(p, name="labels_file").darrays[0].data).ravel()
+                     for p in label_paths]
             if [part.size for part in parts] == sizes:
                 parcels = np.rint(np.concatenate(parts)).astype(np.int64)
-        t_r, kind = _gifti_t_r(hemispheres[0]), "GIFTI"
     order = _order(structure, parcels)
     kept = order[~empty[order]]
     chosen = kept[sample_voxels(np.ones(kept.size, dtype=bool), max_rows)] if kept.size else kept
@@ -196,9 +153,12 @@ def summarize_surface_run(in_file: Sequence[str | Path], *, labels_file: Sequenc
                 block = np.asanyarray(img.dataobj[:, start:start + _COLUMN_BLOCK])
                 carpet[:, by_file[inside]] = block[:, sorted_rows[inside] - start]
     else:
-        carpet = np.stack([np.concatenate([h.darrays[t].data.ravel() for h in hemispheres]
-                                          )[chosen] for t in range(n_volumes)]
-                          ).astype(np.float32) if n_volumes else np.zeros((0, chosen.size))
+        carpet = np.zeros((n_volumes, chosen.size), dtype=np.float32)
+        with read_series_pair(paths, name="in_file") as pair:
+            done = 0
+            for block in pair.blocks(np.arange(n_volumes), chosen, dtype=np.float32):
+                carpet[done:done + block.shape[0]] = block
+                done += block.shape[0]
     counts = np.bincount(structure, minlength=len(names))
     empties = np.bincount(structure[empty], minlength=len(names))
     in_carpet = np.bincount(structure[chosen], minlength=len(names))
@@ -245,8 +205,8 @@ def structures_table_html(summary: SurfaceSummary, *, title: str = "Structures")
 
 def dlabel_colours(labels_path: str | Path) -> dict[int, tuple[str, str]]:
     """A ``.dlabel.nii``'s label table (first map) as key -> (name, '#rrggbb')."""
-    img = nib.load(labels_path)
-    table = img.header.get_axis(0).label[0]
+    atlas = cifti_files.load_cifti(labels_path, "dlabel", name="labels_file")
+    table = atlas.axes[0].label[0]
     return {int(key): (name, "#" + "".join(f"{round(255 * float(c)):02x}" for c in rgba[:3]))
             for key, (name, rgba) in table.items()}
 

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-__all__ = ["StreamDigest", "hash_reads", "open_binary"]
+__all__ = ["StreamDigest", "hash_reads", "open_binary", "watching"]
 
 _CHUNK = 1 << 20
 
@@ -160,11 +160,17 @@ def hash_reads(path: str | os.PathLike) -> Iterator[StreamDigest]:
                 del _WATCHED[key]
 
 
+def watching(path: str | os.PathLike) -> list[StreamDigest]:
+    """The digests :func:`hash_reads` opened on ``path``, for a reader that does not go
+    through :func:`open_binary` (a memory map) and feeds them itself, in file order."""
+    with _WATCHED_LOCK:
+        return list(_WATCHED.get(os.path.realpath(path), ()))
+
+
 def open_binary(path: str | os.PathLike) -> BinaryIO:
     """Open a file for reading in binary: a plain file, or one that feeds the digests that
     :func:`hash_reads` opened on it (then unbuffered: the callers read large blocks)."""
-    with _WATCHED_LOCK:
-        digests = list(_WATCHED.get(os.path.realpath(path), ()))
+    digests = watching(path)
     if not digests:
         return open(path, "rb")
     return _HashingReader(io.FileIO(path, "rb"), digests)

@@ -35,6 +35,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from .float_text import float32_lines
+
 __all__ = ["MISSING", "NA_VALUES", "Table", "format_table", "is_number", "read_table"]
 
 #: Cell values read as missing (NaN): pandas' default ``na_values``.
@@ -294,7 +296,7 @@ def _format_array(array: NDArray) -> Iterable[str]:
     elif array.dtype == np.float64:  # Python floats print as numpy's float64 does, faster
         for row in array.tolist():
             yield "\t".join(MISSING if v != v else repr(v) for v in row)
-    else:
+    else:  # float16 (float32 goes to float32_lines)
         for row in array:
             yield "\t".join(MISSING if v != v else str(v) for v in row)
 
@@ -347,6 +349,8 @@ def format_table(columns: Sequence[str], rows: NDArray | Iterable[Sequence[Any]]
                 f"{name}: a {rows.dtype} array of shape {rows.shape}; expected a numeric array "
                 f"of shape (n_rows, {len(columns)}), one column per name"
             )
+        if rows.dtype == np.float32:  # every masker's signals: formatted in bulk
+            return lines[0] + "\n" + float32_lines(rows, MISSING)
         lines.extend(_format_array(rows))
     else:
         for number, row in enumerate(rows, start=1):

@@ -29,11 +29,13 @@ from nibabel import cifti2
 from nibabel.cifti2 import cifti2_axes
 from numpy.typing import NDArray
 
+from ..io.hashing import watching
 from ..io.images import ImageError
 
 __all__ = [
     "CiftiError",
     "CiftiFile",
+    "MappedHashing",
     "dtseries_image",
     "grayordinate_index",
     "label_table",
@@ -44,6 +46,7 @@ __all__ = [
     "same_grayordinates",
     "series_data",
     "series_t_r",
+    "structure_parts",
     "surface_mask",
 ]
 
@@ -219,7 +222,9 @@ def label_table(img: CiftiFile, *, name: str = "labels_file"
 
 
 def _structures(axis: cifti2_axes.BrainModelAxis) -> dict[str, tuple[slice, object]]:
-    return {name: (slc, sub) for name, slc, sub in axis.iter_structures()}
+    # nibabel gives the last structure slice(start, None): bounded here (arange needs a stop)
+    return {name: (slice(*slc.indices(len(axis))), sub)
+            for name, slc, sub in axis.iter_structures()}
 
 
 def surface_mask(axis: cifti2_axes.BrainModelAxis) -> NDArray[np.bool_]:
@@ -244,14 +249,34 @@ def _short(structure: str) -> str:
     return structure.replace("CIFTI_STRUCTURE_", "")
 
 
+def structure_parts(structure: str) -> tuple[list[str], str]:
+    """A CIFTI structure's name as lower-case words and its side ('L', 'R' or '').
+
+    Examples
+    --------
+    >>> structure_parts('CIFTI_STRUCTURE_DIENCEPHALON_VENTRAL_LEFT')
+    (['diencephalon', 'ventral'], 'L')
+    >>> structure_parts('CIFTI_STRUCTURE_BRAIN_STEM')
+    (['brain', 'stem'], '')
+    """
+    words = _short(structure).lower().split("_")
+    side = {"left": "L", "right": "R"}.get(words[-1], "")
+    return (words[:-1] if side else words), side
+
+
 def grayordinate_index(data_axis: cifti2_axes.BrainModelAxis,
                        atlas_axis: cifti2_axes.BrainModelAxis, *, data_name: str = "in_file",
-                       atlas_name: str = "labels_file") -> NDArray[np.intp]:
+                       atlas_name: str = "labels_file", partial: bool = False
+                       ) -> NDArray[np.intp]:
     """For each grayordinate of the data, its position in the atlas' BrainModelAxis.
 
     Equal axes give ``arange``; otherwise every structure of the data must be in the atlas,
     on a surface of the same vertex count (the same resolution) or a voxel grid of the same
     shape and affine, with all its vertices / voxels present there.
+
+    ``partial=True`` (the reports, which only order their rows by parcel) gives -1 for the
+    grayordinates the atlas cannot place (a structure it lacks or holds on another surface or
+    grid, a vertex or voxel it lacks) instead of raising.
 
     Raises
     ------
@@ -263,54 +288,66 @@ def grayordinate_index(data_axis: cifti2_axes.BrainModelAxis,
         return np.arange(len(data_axis), dtype=np.intp)
     atlas = _structures(atlas_axis)
     missing = [s for s, _ in _structures(data_axis).items() if s not in atlas]
-    if missing:
+    if missing and not partial:
         raise CiftiError(
             f"{atlas_name}: no grayordinates for {', '.join(map(_short, missing))}, which "
             f"{data_name} has; expected an atlas covering every structure of the data "
             f"({atlas_name} has: {', '.join(map(_short, atlas)) or 'none'})")
-    index = np.empty(len(data_axis), dtype=np.intp)
+    index = np.full(len(data_axis), -1, dtype=np.intp)
     for structure, (slc, sub) in _structures(data_axis).items():
-        atlas_slice, atlas_sub = atlas[structure]
-        short = _short(structure)
-        data_surface, atlas_surface = structure in sub.nvertices, structure in atlas_sub.nvertices
-        if data_surface != atlas_surface:
-            kinds = {True: "surface vertices", False: "voxels"}
-            raise CiftiError(f"{atlas_name}: {short} is {kinds[atlas_surface]} in "
-                             f"{atlas_name} and {kinds[data_surface]} in {data_name}; "
-                             "expected the same grayordinate layout")
-        if data_surface:
-            n_data, n_atlas = sub.nvertices[structure], atlas_sub.nvertices[structure]
-            if n_data != n_atlas:
-                raise CiftiError(
-                    f"{atlas_name}: {short} is a surface of {n_atlas} vertices in {atlas_name} "
-                    f"and of {n_data} in {data_name}: another resolution (e.g. fsLR 32k vs 59k); "
-                    "expected an atlas on the data's surface mesh")
-            lookup = np.full(n_atlas, -1, dtype=np.intp)
-            lookup[atlas_sub.vertex] = np.arange(atlas_slice.start, atlas_slice.stop)
-            found = lookup[sub.vertex]
-            what = "vertices"
-        else:
-            if (tuple(sub.volume_shape) != tuple(atlas_sub.volume_shape)
-                    or not np.allclose(sub.affine, atlas_sub.affine)):
-                raise CiftiError(
-                    f"{atlas_name}: the voxels of {short} are on a grid of shape "
-                    f"{tuple(atlas_sub.volume_shape)} in {atlas_name} and "
-                    f"{tuple(sub.volume_shape)} in {data_name} (or the affines differ); "
-                    "expected the data's voxel grid")
-            shape = tuple(sub.volume_shape)
-            lookup = np.full(int(np.prod(shape)), -1, dtype=np.intp)
-            lookup[np.ravel_multi_index(tuple(atlas_sub.voxel.T), shape)] = np.arange(
-                atlas_slice.start, atlas_slice.stop)
-            found = lookup[np.ravel_multi_index(tuple(sub.voxel.T), shape)]
-            what = "voxels"
-        absent = int((found < 0).sum())
-        if absent:
-            raise CiftiError(
-                f"{atlas_name}: {absent} of the {found.size} {what} of {short} in {data_name} "
-                f"are not in {atlas_name} (it has {atlas_slice.stop - atlas_slice.start}); "
-                "expected the same grayordinates, or an atlas holding all of the data's")
-        index[slc] = found
+        if structure not in atlas:
+            continue
+        try:
+            index[slc] = _place(structure, sub, *atlas[structure], data_name=data_name,
+                                atlas_name=atlas_name, partial=partial)
+        except CiftiError:
+            if not partial:
+                raise
     return index
+
+
+def _place(structure: str, sub, atlas_slice: slice, atlas_sub, *, data_name: str,
+           atlas_name: str, partial: bool) -> NDArray[np.intp]:
+    """The atlas positions of one structure's grayordinates (-1: absent, when ``partial``)."""
+    short = _short(structure)
+    data_surface, atlas_surface = structure in sub.nvertices, structure in atlas_sub.nvertices
+    if data_surface != atlas_surface:
+        kinds = {True: "surface vertices", False: "voxels"}
+        raise CiftiError(f"{atlas_name}: {short} is {kinds[atlas_surface]} in "
+                         f"{atlas_name} and {kinds[data_surface]} in {data_name}; "
+                         "expected the same grayordinate layout")
+    if data_surface:
+        n_data, n_atlas = sub.nvertices[structure], atlas_sub.nvertices[structure]
+        if n_data != n_atlas:
+            raise CiftiError(
+                f"{atlas_name}: {short} is a surface of {n_atlas} vertices in {atlas_name} "
+                f"and of {n_data} in {data_name}: another resolution (e.g. fsLR 32k vs 59k); "
+                "expected an atlas on the data's surface mesh")
+        lookup = np.full(n_atlas, -1, dtype=np.intp)
+        lookup[atlas_sub.vertex] = np.arange(atlas_slice.start, atlas_slice.stop)
+        found = lookup[sub.vertex]
+        what = "vertices"
+    else:
+        if (tuple(sub.volume_shape) != tuple(atlas_sub.volume_shape)
+                or not np.allclose(sub.affine, atlas_sub.affine)):
+            raise CiftiError(
+                f"{atlas_name}: the voxels of {short} are on a grid of shape "
+                f"{tuple(atlas_sub.volume_shape)} in {atlas_name} and "
+                f"{tuple(sub.volume_shape)} in {data_name} (or the affines differ); "
+                "expected the data's voxel grid")
+        shape = tuple(sub.volume_shape)
+        lookup = np.full(int(np.prod(shape)), -1, dtype=np.intp)
+        lookup[np.ravel_multi_index(tuple(atlas_sub.voxel.T), shape)] = np.arange(
+            atlas_slice.start, atlas_slice.stop)
+        found = lookup[np.ravel_multi_index(tuple(sub.voxel.T), shape)]
+        what = "voxels"
+    absent = int((found < 0).sum())
+    if absent and not partial:
+        raise CiftiError(
+            f"{atlas_name}: {absent} of the {found.size} {what} of {short} in {data_name} "
+            f"are not in {atlas_name} (it has {atlas_slice.stop - atlas_slice.start}); "
+            "expected the same grayordinates, or an atlas holding all of the data's")
+    return found
 
 
 # --------------------------------------------------------------------------- data
@@ -339,6 +376,48 @@ def release_pages(data: NDArray) -> None:
     mapping = getattr(data, "_mmap", None)
     if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
         mapping.madvise(mmap.MADV_DONTNEED)
+
+
+class MappedHashing:
+    """Feed the digests :func:`~..io.hashing.hash_reads` opened on a CIFTI file with the bytes
+    of its :func:`series_data` memory map, in file order, while the maskers read it.
+
+    The maskers read blocks of grayordinates in parcel order, not in file order; SHA-256
+    needs the bytes in order, so :meth:`upto` hashes the file's next share from the mapped
+    pages (in the OS cache: no second read from disk, memory released as it goes). The
+    header (before the data) is read once, here. Nothing happens when no digest is asked
+    for or the data are not memory-mapped (the digest then reads the file itself).
+    """
+
+    #: Bytes hashed between two releases of the mapped pages.
+    _CHUNK = 1 << 24
+
+    def __init__(self, img: CiftiFile, data: NDArray) -> None:
+        mapped = isinstance(data, np.memmap) and img.path is not None
+        self._digests = watching(img.path) if mapped else []
+        if not self._digests:
+            return
+        self._data, self._offset = data, int(data.offset)
+        self._bytes = data.T.reshape(-1).view(np.uint8)  # file order (Fortran order on disk)
+        with open(img.path, "rb") as stream:
+            header = stream.read(self._offset)
+        for digest in self._digests:
+            digest.feed(0, header)
+
+    def upto(self, fraction: float) -> None:
+        """Hash the data up to ``fraction`` (0 to 1) of their bytes."""
+        if not self._digests:
+            return
+        stop = self._offset + round(self._bytes.size * min(fraction, 1.0))
+        for digest in self._digests:
+            start = digest.hashed
+            while self._offset <= start < stop:
+                end = min(stop, start + self._CHUNK)
+                digest.feed(start, self._bytes[start - self._offset:end - self._offset])
+                release_pages(self._data)
+                if digest.hashed != end:  # a digest already final takes no more
+                    break
+                start = end
 
 
 # --------------------------------------------------------------------------- writers

@@ -36,6 +36,7 @@ from ..regions.maskers import RegionSignals, _finish
 from ..voxels.masker import check_dtype, select_clean_args
 from .cifti import (
     CiftiFile,
+    MappedHashing,
     dtseries_image,
     grayordinate_index,
     label_table,
@@ -177,7 +178,10 @@ def cifti_labels_masker(
     kept_per_region = np.zeros(full.labels.size, dtype=np.int64)
     vertices = np.zeros_like(kept_per_region)
     surface = surface_mask(data_axis)
-    for first, last in _groups(region_sizes, block_columns):
+    hashing = MappedHashing(img, data)  # a hash_reads digest of the file, from this read
+    groups = _groups(region_sizes, block_columns)
+    for number, (first, last) in enumerate(groups):
+        hashing.upto(number / len(groups))
         group = columns[starts[first]:starts[last]]
         if group.size == 0:
             continue
@@ -197,6 +201,7 @@ def cifti_labels_masker(
             atlas_sizes=full.atlas_sizes[first:last], shape=(int(sizes.sum()), 1, 1),
             background_label=full.background_label)
         signals[:, first:last] = labels_signals(values, regions, strategy)
+    hashing.upto(1.0)
     if not kept_per_region.any():
         raise ValueError(f"{name}: the series of every labelled grayordinate are all zero or "
                          "non-finite; expected data in the atlas' parcels")
@@ -256,7 +261,9 @@ def cifti_maps_masker(
     vertices = ((maps != 0) & (kept & surface_mask(data_axis))[:, None]).sum(axis=0)
     coverage = np.divide(sizes, total, out=np.zeros(sizes.size), where=total > 0)
     signals = np.zeros((indices.size, regions.n_maps), dtype=np.float64)
+    hashing = MappedHashing(img, data)  # a hash_reads digest of the file, from this read
     for start in range(0, on_support.size, block_columns):
+        hashing.upto(start / on_support.size)
         block = on_support[start:start + block_columns]
         values = _kept_series(data, block, rows)[0]  # all kept: the support is in the mask
         release_pages(data)
@@ -265,6 +272,7 @@ def cifti_maps_masker(
                            kept=np.ones(regions.n_maps, bool), shape=(block.size, 1, 1))
         # least squares is linear in the data: the blocks' products add up
         signals += maps_signals(values, part)
+    hashing.upto(1.0)
     signals = signals.astype(out_dtype)
     signals[:, ~regions.kept] = np.nan
     result = _finish(signals, _map_names(maps_img), np.arange(regions.n_maps), sizes, coverage,

@@ -21,6 +21,8 @@ from xml.parsers import expat
 import numpy as np
 from numpy.typing import NDArray
 
+from ..io.hashing import open_binary
+
 try:  # ISA-L's zlib decompresses about twice as fast (the optional "fast" extra)
     from isal.isal_zlib import decompress as _decompress
 except ImportError:  # pragma: no cover - depends on the environment
@@ -74,7 +76,9 @@ class GiftiStream:
         self._parser.StartElementHandler = self._start
         self._parser.EndElementHandler = self._end
         self._parser.CharacterDataHandler = self._chars
-        self._file = open(self.path, "rb")  # closed at the end of the stream, or on error
+        # closed at the end of the stream, or on error; open_binary: a hash_reads digest of
+        # the file is fed by this one read
+        self._file = open_binary(self.path)
         self._done = False
         try:
             while not self._ready and not self._done:
