@@ -37,6 +37,9 @@ UNDEFINED_IN_BIDS = (
     "*_timeseries.tsv", "*_timeseries.json",
     "*_regions.tsv", "*_regions.json",
     "*_report.html", "*_report.json",
+    "*_relmat.tsv", "*_relmat.json",
+    "*_desc-qc_bold.tsv", "*_desc-qc_bold.json",
+    "group",  # the group level's folder (group matrices, QC-FC, flagged runs, report)
 )
 
 #: The comment line put above the patterns we add to a ``.bidsignore``.

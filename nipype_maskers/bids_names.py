@@ -34,7 +34,7 @@ ENTITY_ORDER: tuple[str, ...] = (
 
 #: The entities a derivative adds to its source's (the only ones :func:`derivative_path`
 #: sets besides the source's).
-ADDED_ENTITIES = ("atlas", "seg", "desc")
+ADDED_ENTITIES = ("atlas", "seg", "meas", "desc")
 
 _LABEL = re.compile(r"[A-Za-z0-9]+")
 _KEY = re.compile(r"[a-z][a-z0-9]*")
@@ -220,6 +220,7 @@ def derivative_path(
     seg: str | None = None,
     desc: str | None = None,
     drop: Iterable[str] = ("desc",),
+    meas: str | None = None,
     datatype: str = "func",
 ) -> Path:
     """The BIDS-derivative path of an output of the file with ``entities``.
@@ -244,7 +245,7 @@ def derivative_path(
     """
     dropped = set(drop) | {"suffix", "extension"}
     kept: dict[str, str | int] = {k: v for k, v in entities.items() if k not in dropped}
-    for key, value in (("atlas", atlas), ("seg", seg), ("desc", desc)):
+    for key, value in (("atlas", atlas), ("seg", seg), ("meas", meas), ("desc", desc)):
         if value is not None:
             kept[key] = value
     if "sub" not in kept:

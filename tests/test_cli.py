@@ -65,7 +65,7 @@ def test_missing_fmriprep_folder(tmp_path, capsys):
 
 def test_argparse_errors_also_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["a", "b", "group"])
+        main(["a", "b", "session"])  # no such analysis level ("group" is one now)
     assert exc.value.code == 2
 
 

@@ -160,19 +160,35 @@ def test_nipype_provenance_works_on_our_workflows(tree):
 def test_demo_runs_and_reruns_nothing(tmp_path, capsys):
     assert main(["demo", str(tmp_path), "--n-volumes", "40"]) == 0
     printed = capsys.readouterr().out
-    assert "4 of 4 runs finished." in printed  # per subject: a volume run and a CIFTI run
+    # six subjects' volume runs, and a CIFTI run for two of them
+    assert "8 of 8 runs finished." in printed
     out = tmp_path / "nipype_maskers"
-    for subject in ("01", "02"):
+    for subject in ("01", "02", "03", "04", "05", "06"):
         func = out / f"sub-{subject}" / "func"
-        for atlas, columns in (("DemoCiftiParcels", 99), ("DemoCiftiMaps", 8)):
-            table = next(func.glob(f"*_space-fsLR_*atlas-{atlas}_*timeseries.tsv"))
-            lines = table.read_text().splitlines()
-            assert len(lines) > 20 and len(lines[0].split("\t")) == columns
-        assert next(func.glob("*_space-fsLR_den-91k_report.html")).stat().st_size > 0
+        if subject in ("01", "02"):
+            for atlas, columns in (("DemoCiftiParcels", 99), ("DemoCiftiMaps", 8)):
+                table = next(func.glob(f"*_space-fsLR_*atlas-{atlas}_*timeseries.tsv"))
+                lines = table.read_text().splitlines()
+                assert len(lines) > 20 and len(lines[0].split("\t")) == columns
+            assert next(func.glob("*_space-fsLR_den-91k_report.html")).stat().st_size > 0
         for atlas in ("DemoParcels", "DemoMaps", "DemoSeeds"):
             table = next(func.glob(f"*_atlas-{atlas}_timeseries.tsv")).read_text().splitlines()
             assert len(table) > 20 and "n/a" not in table[1]
         assert next(func.glob("*_desc-denoised_bold.nii.gz")).stat().st_size > 0
+    # the group level over the volume atlases: matrices, QC-FC, flagged runs, report
+    group = out / "group"
+    for atlas in ("DemoParcels", "DemoMaps", "DemoSeeds"):
+        for kind in ("meas-PearsonCorrelation_desc-mean_relmat", "desc-qcfc_bold",
+                     "meas-Covariance_desc-geometricmean_relmat"):
+            assert len(list(group.glob(f"*_atlas-{atlas}_*{kind}.tsv"))) == 1, (atlas, kind)
+        assert len(list(group.glob(f"sub-*_atlas-{atlas}_meas-Tangent_relmat.tsv"))) == 6
+    assert "6 run(s)" in (group / "group_report.html").read_text()
+    # distance dependence from the parcels' centroids and the seeds, none for maps
+    for atlas, distances in (("DemoParcels", True), ("DemoSeeds", True), ("DemoMaps", False)):
+        edges = next(group.glob(f"*_atlas-{atlas}_*desc-qcfcedges_bold.tsv")).read_text()
+        column = [line.split("\t")[-1] for line in edges.splitlines()[1:]]
+        assert all((value != "n/a") == distances for value in column), atlas
+    assert (group / "desc-flagged_subjects.tsv").read_text().startswith("participant_id\t")
     header = next((out / "sub-01" / "func").glob("*DemoMaps_timeseries.tsv")).read_text()
     assert header.startswith("L_map_01\t")
     cached = _results(tmp_path / "work")

@@ -15,12 +15,23 @@ from nipype_maskers.interfaces.bids import WriteDerivatives
 from nipype_maskers.interfaces.cleaning import CleanImage
 from nipype_maskers.interfaces.masking import ComputeMask
 
+from .connectivity import (
+    add_connectivity,
+    connect_connectivity_report,
+    connect_runtime_metadata,
+)
 from .denoise import bold_clean_inputs, init_confounds_node
 from .nodes import bookkeeping_node, heavy_node, preset_t_r
 from .outputs import UNWRITTEN_FIELDS, connect_unwritten_outputs
 from .resources import estimate_mem_gb
 from .shape import resolve_bold_shape
-from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas, init_timeseries_wf
+from .timeseries import (
+    LabelsAtlas,
+    MapsAtlas,
+    SpheresAtlas,
+    extraction_nodes,
+    init_timeseries_wf,
+)
 
 #: nilearn strategies that only censor volumes (they add no confound column)
 _CENSORING_ONLY = {"scrub", "non_steady_state"}
@@ -47,16 +58,21 @@ def _sidecar_metadata(static: list, t_r=None, sample_mask=None, n_volumes: int =
     ``t_r_origin`` is the cleaning node's ``t_r_source``; when it is the ``t_r`` input,
     ``given_t_r_origin`` (the inputnode's ``t_r_source``) says where that came from.
     ``bold_sha256`` comes from the step that streamed the BOLD: it is not read again here.
+    A GIFTI run gives both: its pair of files and their pair of digests.
     """
     import os
 
     from nipype_maskers.bids_dataset import file_sha256
 
     hashes = {}
-    if bold_file and bold_sha256:
-        hashes[os.path.basename(str(bold_file))] = bold_sha256
-    elif bold_file and os.path.isfile(str(bold_file)):  # its reader gave no digest: read it
-        hashes[os.path.basename(str(bold_file))] = file_sha256(bold_file)
+    bold_files = list(bold_file) if isinstance(bold_file, (list, tuple)) else [bold_file]
+    digests = (list(bold_sha256) if isinstance(bold_sha256, (list, tuple))
+               else [bold_sha256] * len(bold_files))
+    for path, digest in zip(bold_files, digests, strict=True):
+        if path and digest:
+            hashes[os.path.basename(str(path))] = digest
+        elif path and os.path.isfile(str(path)):  # its reader gave no digest: read it
+            hashes[os.path.basename(str(path))] = file_sha256(path)
     for path in [mask_file, confounds_file, *(atlas_files or [])]:
         if path and os.path.isfile(str(path)):
             hashes[os.path.basename(str(path))] = file_sha256(path)
@@ -103,6 +119,9 @@ def init_maskers_wf(
     standardize_bold: str | None = None,
     censored: str = "drop",
     report: bool = False,
+    connectivity: Sequence[str] = (),
+    connectivity_shrinkage: str = "ledoit_wolf",
+    fisher_z: bool = False,
     write_derivatives: bool = True,
     omp_nthreads: int = 1,
     name: str = "maskers_wf",
@@ -117,7 +136,8 @@ def init_maskers_wf(
               -> load_confounds
               -> clean_image (denoised BOLD)          --\\
               -> timeseries_wf (labels/maps/spheres) ---> sidecar_metadata -> write_derivatives
-              -> report_wf (optional HTML report)    --/                   -> outputnode
+                 -> connectivity_wf (optional: matrices, QC) |             -> outputnode
+              -> report_wf (optional HTML report)    --/
 
         With ``write_derivatives=False`` the last step is ``sidecar_columns -> outputnode``
         (files, entities, metadata): the parent pipeline writes them with its own sink.
@@ -165,6 +185,16 @@ def init_maskers_wf(
     report : bool
         Also write the run's visual report (``..._report.html``; needs matplotlib, the
         "reports" extra).
+    connectivity : sequence of str
+        Connectivity kinds ('correlation', 'partial_correlation', 'covariance',
+        'precision'): a ``..._atlas-X_meas-<Measure>_relmat.tsv`` per atlas and kind, and,
+        with confounds, the run's ``..._desc-qc_bold.tsv`` (DenoisingQC; DVARS before
+        cleaning from the first atlas's uncleaned signals, an extra pass over the BOLD). See
+        :mod:`nipype_maskers.workflows.connectivity`.
+    connectivity_shrinkage : {'ledoit_wolf', 'none'}
+        The matrices' covariance estimator.
+    fisher_z : bool
+        Fisher z of the correlation matrices.
     write_derivatives : bool
         True: write the derivatives to ``output_dir`` (node ``write_derivatives``). False:
         stop before writing and hand every output to the outputnode with its entities and
@@ -305,11 +335,29 @@ def init_maskers_wf(
                 "_index": index}, {**common, "_kind": "regions"}))
         if bold_reader is None:  # no denoised BOLD: the first masker node
             bold_reader = (timeseries_wf, f"{kinds[0][0]}_{kinds[0][1].name}.")
+    connectivity_wf = None
+    if connectivity and not (labels or maps or spheres):
+        raise ValueError("init_maskers_wf: connectivity needs an atlas (labels, maps or "
+                         "spheres): matrices are computed from region signals")
+    if connectivity:
+        # the first atlas once more, uncleaned (every volume, smoothed as the others): the
+        # QC's DVARS before cleaning
+        raw = extraction_nodes(**{kinds[0][0]: [kinds[0][1]]}, smoothing_fwhm=smoothing_fwhm,
+                               bold_shape=bold_shape, omp_nthreads=omp_nthreads)[0][2]
+        raw.name = f"raw_{kinds[0][0]}_{kinds[0][1].name}"
+        workflow.connect(mask_source[0], mask_source[1], raw, "mask_file")
+        connectivity_wf = add_connectivity(
+            workflow, timeseries_wf=timeseries_wf, inputnode=inputnode, confounds=confounds,
+            atlases=kinds, raw_node=raw, t_r=(timeseries_wf, f"{kinds[0][0]}_"
+                                               f"{kinds[0][1].name}.t_r"),
+            kinds=connectivity, shrinkage=connectivity_shrinkage, fisher_z=fisher_z,
+            clean_args=clean_args, atlas_space=atlas_space, outputs=outputs)
 
     if report:
         from .reports import init_report_wf
 
-        report_wf = init_report_wf(labels=labels, maps=maps, spheres=spheres)
+        report_wf = init_report_wf(labels=labels, maps=maps, spheres=spheres,
+                                   connectivity=connectivity_wf is not None)
         report_wf.inputs.inputnode.mask_strategy = mask_strategy
         report_wf.inputs.inputnode.parameters = parameters
         workflow.connect([
@@ -325,6 +373,8 @@ def init_maskers_wf(
             workflow.connect([(timeseries_wf, report_wf, [
                 ("outputnode.timeseries_files", "inputnode.timeseries_files"),
                 ("outputnode.regions_files", "inputnode.regions_files")])])
+        if connectivity_wf is not None:
+            connect_connectivity_report(workflow, connectivity_wf, report_wf)
         outputs.append((report_wf, "outputnode.report_file",
                         {"suffix": "report", "extension": ".html"}, {"_kind": "report"}))
 
@@ -365,10 +415,14 @@ def init_maskers_wf(
             (reader, metadata, [(f"{prefix}t_r", "t_r"), (f"{prefix}t_r_source", "t_r_origin"),
                                 (f"{prefix}in_file_sha256", "bold_sha256")]),
         ])  # fmt:skip
+    metadata_out: tuple[pe.Node, str] = (metadata, "metadata")
+    if connectivity_wf is not None:  # the matrices' and QC's own sidecar content, merged in
+        metadata_out = connect_runtime_metadata(workflow, metadata_out, connectivity_wf, [
+            i for i, output in enumerate(outputs) if output[0] is connectivity_wf])
     entities = [{k: v for k, v in e.items() if not k.startswith("_")} for _, _, e, _ in outputs]
     if not write_derivatives:
         connect_unwritten_outputs(workflow, files=(merge, "out"),
-                                  metadata=(metadata, "metadata"),
+                                  metadata=metadata_out,
                                   source=(inputnode, "bold_file"), entities=entities,
                                   outputnode=outputnode)
         return workflow
@@ -378,7 +432,7 @@ def init_maskers_wf(
     workflow.connect([
         (inputnode, write, [("bold_file", "source_file")]),
         (merge, write, [("out", "in_files")]),
-        (metadata, write, [("metadata", "metadata")]),
+        (metadata_out[0], write, [(metadata_out[1], "metadata")]),
         (write, outputnode, [("out_files", "out_files")]),
     ])  # fmt:skip
     if bold_reader is not None:  # the BOLD is not read a second time for SourceSHA256

@@ -47,8 +47,8 @@ def atlas_report_nodes(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[Map
 
 
 def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
-                   spheres: Sequence[SpheresAtlas] = (), name: str = "report_wf"
-                   ) -> pe.Workflow:
+                   spheres: Sequence[SpheresAtlas] = (), connectivity: bool = False,
+                   name: str = "report_wf") -> pe.Workflow:
     """The visual report of one run: ``..._report.html``, self-contained.
 
     The run is read once (``summarize_bold``: its mean image and sampled voxel time series);
@@ -67,6 +67,9 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
     labels, maps, spheres : sequences of LabelsAtlas, MapsAtlas, SpheresAtlas
         The atlases, as given to ``init_timeseries_wf`` (same order: their regions tables
         and time series are taken by position).
+    connectivity : bool
+        Also a connectivity section (:func:`add_connectivity_reportlet`): inputs
+        ``matrix_files`` and ``qc_file``.
     name : str
         Workflow name.
 
@@ -93,7 +96,8 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
     """
     atlas_nodes = atlas_report_nodes(labels=labels, maps=maps, spheres=spheres)
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=INPUT_FIELDS), name="inputnode")
+    inputnode = pe.Node(niu.IdentityInterface(
+        fields=INPUT_FIELDS + (CONNECTIVITY_FIELDS if connectivity else [])), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["report_file"]), name="outputnode")
     summarize = pe.Node(SummarizeBold(), name="summarize_bold", mem_gb=MEM_GB)
     report_mask = pe.Node(MaskReport(), name="report_mask", mem_gb=MEM_GB)
@@ -104,7 +108,9 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
             [f"labels {a.name}" for a in labels] + [f"maps {a.name}" for a in maps]
             + [f"spheres {a.name}" for a in spheres])
     n_reportlets = 2 + 2 * len(atlas_nodes)
-    merge = bookkeeping_node(niu.Merge(n_reportlets), "merge_reportlets")
+    merge = bookkeeping_node(niu.Merge(n_reportlets + int(connectivity)), "merge_reportlets")
+    if connectivity:
+        add_connectivity_reportlet(workflow, inputnode, merge, n_reportlets + 1)
     run_report = pe.Node(RunReport(), name="run_report")
     workflow.connect([
         (inputnode, summarize, [("bold_file", "in_file"), ("mask_file", "mask_file")]),
@@ -136,12 +142,30 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
     return workflow
 
 
+#: The inputnode fields of a report with a connectivity section.
+CONNECTIVITY_FIELDS = ["matrix_files", "qc_file"]
+
+
+def add_connectivity_reportlet(workflow: pe.Workflow, inputnode: pe.Node, merge: pe.Node,
+                               position: int) -> None:
+    """The connectivity section (matrix heatmaps, denoising QC table): a
+    :class:`~nipype_maskers.interfaces.connectivity_reports.ConnectivityReport` node fed by
+    the inputnode's ``matrix_files`` and ``qc_file``, as reportlet ``position``."""
+    from nipype_maskers.interfaces.connectivity_reports import ConnectivityReport
+
+    node = pe.Node(ConnectivityReport(), name="report_connectivity", mem_gb=MEM_GB)
+    workflow.connect([
+        (inputnode, node, [("matrix_files", "matrix_files"), ("qc_file", "qc_file")]),
+        (node, merge, [("out_report", f"in{position}")]),
+    ])  # fmt:skip
+
+
 #: The inputs of :func:`init_surface_report_wf`.
 SURFACE_INPUT_FIELDS = ["bold_file", "labels_file", "regressors_file", "sample_mask_file",
                         "fd_file", "timeseries_files", "regions_files", "parameters"]
 
 
-def init_surface_report_wf(*, atlas_names: Sequence[str] = (),
+def init_surface_report_wf(*, atlas_names: Sequence[str] = (), connectivity: bool = False,
                            name: str = "surface_report_wf") -> pe.Workflow:
     """The visual report of a surface or CIFTI run: ``..._report.html``, self-contained.
 
@@ -154,6 +178,9 @@ def init_surface_report_wf(*, atlas_names: Sequence[str] = (),
     ----------
     atlas_names : sequence of str
         The atlases' names, in the order of ``timeseries_files`` and ``regions_files``.
+    connectivity : bool
+        Also the connectivity section (inputs ``matrix_files``, ``qc_file``), as
+        :func:`init_report_wf`'s.
     name : str
         Workflow name.
 
@@ -176,12 +203,16 @@ def init_surface_report_wf(*, atlas_names: Sequence[str] = (),
         The HTML report.
     """
     workflow = pe.Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=SURFACE_INPUT_FIELDS), name="inputnode")
+    inputnode = pe.Node(niu.IdentityInterface(
+        fields=SURFACE_INPUT_FIELDS + (CONNECTIVITY_FIELDS if connectivity else [])),
+        name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["report_file"]), name="outputnode")
     signals = pe.Node(SurfaceSignalsReport(), name="report_surface_signals", mem_gb=MEM_GB)
     if atlas_names:
         signals.inputs.atlas_names = list(atlas_names)
-    merge = bookkeeping_node(niu.Merge(1), "merge_reportlets")
+    merge = bookkeeping_node(niu.Merge(1 + int(connectivity)), "merge_reportlets")
+    if connectivity:
+        add_connectivity_reportlet(workflow, inputnode, merge, 2)
     run_report = pe.Node(RunReport(), name="run_report")
     workflow.connect([
         (inputnode, signals, [("bold_file", "in_file"), ("labels_file", "labels_file"),

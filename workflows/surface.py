@@ -28,6 +28,11 @@ from nipype_maskers import __version__
 from nipype_maskers.interfaces.bids import WriteDerivatives
 
 from .base import _CENSORED_HANDLING, _sidecar_metadata
+from .connectivity import (
+    add_connectivity,
+    connect_connectivity_report,
+    connect_runtime_metadata,
+)
 from .denoise import init_confounds_node
 from .nodes import bookkeeping_node, heavy_node, preset_t_r
 from .outputs import UNWRITTEN_FIELDS, connect_unwritten_outputs
@@ -251,6 +256,9 @@ def init_surface_maskers_wf(
     atlas_space: str | None = None,
     censored: str = "drop",
     report: bool = False,
+    connectivity: Sequence[str] = (),
+    connectivity_shrinkage: str = "ledoit_wolf",
+    fisher_z: bool = False,
     write_derivatives: bool = True,
     omp_nthreads: int = 1,
     name: str = "surface_maskers_wf",
@@ -291,6 +299,8 @@ def init_surface_maskers_wf(
     report : bool
         Also write the run's visual report (``..._report.html``: carpet, coverage; needs
         matplotlib), :func:`~nipype_maskers.workflows.reports.init_surface_report_wf`.
+    connectivity, connectivity_shrinkage, fisher_z
+        The matrices and QC, as :func:`~nipype_maskers.workflows.base.init_maskers_wf`'s.
     write_derivatives : bool
         False: hand files, entities and metadata to the outputnode, for a parent's sink
         (which must dismiss the ``hemi`` entity of a GIFTI run's name, as
@@ -370,10 +380,28 @@ def init_surface_maskers_wf(
         outputs.append((timeseries_wf, "outputnode.regions_files", {
             "atlas": atlas.name, "suffix": "regions", "extension": ".tsv", "_index": index},
             {**common, "_kind": "regions"}))
+    connectivity_wf = None
+    if connectivity:
+        # the first atlas once more, uncleaned: the QC's DVARS before cleaning
+        raw = surface_extraction_nodes(kind=kind, **{kinds[0][0]: [kinds[0][1]]},
+                                       shape=shape, omp_nthreads=omp_nthreads)[0][2]
+        raw.name = f"raw_{kinds[0][0]}_{kinds[0][1].name}"
+        reader = timeseries_wf.get_node(f"{kinds[0][0]}_{kinds[0][1].name}")
+        t_r = ((timeseries_wf, f"{kinds[0][0]}_{kinds[0][1].name}.t_r")
+               if "t_r" in reader.interface.output_spec().copyable_trait_names()
+               else (inputnode, "t_r"))
+        connectivity_wf = add_connectivity(
+            workflow, timeseries_wf=timeseries_wf, inputnode=inputnode, confounds=confounds,
+            atlases=kinds, raw_node=raw, t_r=t_r, kinds=connectivity,
+            shrinkage=connectivity_shrinkage, fisher_z=fisher_z, clean_args=clean_args,
+            atlas_space=atlas_space, outputs=outputs)
     if report:
         from .reports import init_surface_report_wf
 
-        report_wf = init_surface_report_wf(atlas_names=[atlas.name for _, atlas in kinds])
+        report_wf = init_surface_report_wf(atlas_names=[atlas.name for _, atlas in kinds],
+                                           connectivity=connectivity_wf is not None)
+        if connectivity_wf is not None:
+            connect_connectivity_report(workflow, connectivity_wf, report_wf)
         report_wf.inputs.inputnode.parameters = parameters
         if labels:  # the first labels atlas orders the carpet's rows
             report_wf.inputs.inputnode.labels_file = _as_input(
@@ -409,10 +437,7 @@ def init_surface_maskers_wf(
         "sidecar_metadata")
     metadata.inputs.static = [{**meta, "Parameters": parameters} for *_, meta in outputs]
     metadata.inputs.n_volumes = int(shape[0])
-    hashed = _atlas_files([*labels, *maps])
-    if kind == "gifti" and bold_file is not None:
-        hashed = [str(p) for p in bold_file] + hashed  # both hemispheres: no single digest
-    metadata.inputs.atlas_files = hashed
+    metadata.inputs.atlas_files = _atlas_files([*labels, *maps])
     workflow.connect([
         (inputnode, metadata, [("confounds_file", "confounds_file"),
                                ("t_r_source", "given_t_r_origin")]),
@@ -431,16 +456,19 @@ def init_surface_maskers_wf(
         first = bookkeeping_node(niu.Select(index=0), "select_source")
         workflow.connect(inputnode, "bold_file", first, "inlist")
         source = (first, "out")
-    # a CIFTI run's digest: its masker's when it computes one while streaming, else read
-    digest = kind == "cifti" and "in_file_sha256" in produced
-    if kind == "cifti":
-        workflow.connect(inputnode, "bold_file", metadata, "bold_file")
+    # the run's digests (a GIFTI pair has two): its masker's, computed while streaming it
+    digest = "in_file_sha256" in produced
+    workflow.connect(inputnode, "bold_file", metadata, "bold_file")
     if digest:
         workflow.connect(timeseries_wf, prefix + "in_file_sha256", metadata, "bold_sha256")
+    metadata_out: tuple[pe.Node, str] = (metadata, "metadata")
+    if connectivity_wf is not None:  # the matrices' and QC's own sidecar content, merged in
+        metadata_out = connect_runtime_metadata(workflow, metadata_out, connectivity_wf, [
+            i for i, output in enumerate(outputs) if output[0] is connectivity_wf])
     entities = [{k: v for k, v in e.items() if not k.startswith("_")} for _, _, e, _ in outputs]
     if not write_derivatives:
         connect_unwritten_outputs(workflow, files=(merge, "out"),
-                                  metadata=(metadata, "metadata"), source=source,
+                                  metadata=metadata_out, source=source,
                                   entities=entities, outputnode=outputnode)
         return workflow
     write = pe.Node(WriteDerivatives(base_directory=str(output_dir),
@@ -450,9 +478,13 @@ def init_surface_maskers_wf(
     workflow.connect([
         (source[0], write, [(source[1], "source_file")]),
         (merge, write, [("out", "in_files")]),
-        (metadata, write, [("metadata", "metadata")]),
+        (metadata_out[0], write, [(metadata_out[1], "metadata")]),
         (write, outputnode, [("out_files", "out_files")]),
     ])  # fmt:skip
-    if digest:  # the run is not read a second time for SourceSHA256
+    if digest and kind == "gifti":  # the source is hemi-L: its digest is the pair's first
+        first_digest = bookkeeping_node(niu.Select(index=0), "select_source_sha256")
+        workflow.connect(timeseries_wf, prefix + "in_file_sha256", first_digest, "inlist")
+        workflow.connect(first_digest, "out", write, "source_sha256")
+    elif digest:  # the run is not read a second time for SourceSHA256
         workflow.connect(timeseries_wf, prefix + "in_file_sha256", write, "source_sha256")
     return workflow

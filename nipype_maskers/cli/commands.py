@@ -11,6 +11,9 @@ from .checks import repetition_times, select_for_atlases, with_stated_space
 from .parser import UsageError, execution_options, processing_options
 
 CLUSTER_PLUGINS = ("SLURM", "SLURMGraph", "SGE", "SGEGraph")
+#: The demo's subjects (enough for QC-FC at the group level) and those with a CIFTI run too.
+DEMO_SUBJECTS = ("01", "02", "03", "04", "05", "06")
+DEMO_CIFTI_SUBJECTS = ("01", "02")
 GRAPH_PLUGINS = ("SLURMGraph", "SGEGraph")
 
 
@@ -32,6 +35,14 @@ def _check_run(run, options: dict[str, Any], label: str) -> None:
     if options["denoise_strategy"] and run.confounds is None:
         raise UsageError(f"{label}: no desc-confounds_timeseries.tsv found for "
                          f"'{run.bold.name}'; pass --denoise none to skip denoising")
+    if options.get("connectivity") and options["denoise_strategy"]:
+        # the denoising QC written with the matrices needs fMRIPrep's framewise displacement
+        with open(run.confounds, encoding="utf-8") as stream:
+            header = stream.readline().rstrip("\n").split("\t")
+        if "framewise_displacement" not in header:
+            raise UsageError(f"{label}: '{run.confounds.name}' has no framewise_displacement "
+                             "column, which the denoising QC of --connectivity needs; "
+                             "expected fMRIPrep's confounds table")
 
 
 def run_options(run, options: dict[str, Any], selection=None) -> dict[str, Any]:
@@ -59,7 +70,8 @@ def _surface_workflow(run, options: dict[str, Any], output_dir: Path, name: str)
             kind=run.kind, output_dir=output_dir, bold_file=inputs, name=name,
             **{key: options[key] for key in (
                 "denoise_strategy", "confounds_args", "clean_args", "labels", "maps",
-                "atlas_space", "censored", "report", "omp_nthreads") if key in options})
+                "atlas_space", "censored", "report", "omp_nthreads", "connectivity",
+                "connectivity_shrinkage", "fisher_z") if key in options})
     except (ValueError, OSError) as exc:
         raise UsageError(f"{run.bold.name}: {exc}") from None
 
@@ -82,8 +94,9 @@ def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Pa
 
     options = dict(options)
     selection = options.pop("selection", None)
+    combine_runs = options.pop("combine_runs", False)
     top = pe.Workflow(name="nipype_maskers_wf", base_dir=str(work_dir))
-    names = []
+    names, built = [], []
     for run in runs:
         name = workflow_name(run.entities)
         names.append(name[: -len("_wf")])
@@ -106,6 +119,12 @@ def build_workflow(runs, options: dict[str, Any], output_dir: Path, work_dir: Pa
                 "NIfTI header", "CIFTI SeriesAxis", "GIFTI TimeStep"):
             inputs.t_r, inputs.t_r_source = t_r.value, t_r.source
         top.add_nodes([run_wf])
+        built.append((run.entities, run.kind, run_wf, wanted, str(run.bold)))
+    if combine_runs:  # --combine-runs: each subject's runs of a task, one matrix
+        from ..workflows.connectivity import add_combined_runs
+
+        for note in add_combined_runs(top, built, output_dir):
+            print(f"note: --combine-runs: {note}", flush=True)
     return top, names
 
 
@@ -278,7 +297,12 @@ def demo(args: argparse.Namespace) -> int:
     root = args.output_dir.resolve()
     started = time.monotonic()
     print(f"Building the demo dataset in {root / 'fmriprep'} ...", flush=True)
-    write_fmriprep_dataset(root / "fmriprep", n_volumes=args.n_volumes, cifti=True)
+    write_fmriprep_dataset(root / "fmriprep", subjects=DEMO_SUBJECTS, n_volumes=args.n_volumes)
+    # a CIFTI run for two of them: the surface path is shown, the volume runs make the group
+    from ..demo.cifti import write_cifti_run
+
+    for label in DEMO_CIFTI_SUBJECTS:
+        write_cifti_run(root / "fmriprep", label, seed=0, t_r=2.0)
     atlases = write_demo_atlases(root / "atlases", cifti=True)
     demo_args = build_demo_args(args, atlases)
     options = processing_options(demo_args)
@@ -290,11 +314,26 @@ def demo(args: argparse.Namespace) -> int:
     options["selection"] = selection
     output_dir = root / "nipype_maskers"
     code = execute(runs, options, demo_args, output_dir, root / "work")
+    if code == 0:  # the group level over the volume atlases (every subject has them)
+        from .group import group
+        from .parser import build_parsers
+
+        print("\nGroup level ...", flush=True)
+        code = group(build_parsers()["group"].parse_args([
+            str(root / "fmriprep"), str(output_dir), "group",
+            "--atlas", f"{atlases.labels}:{atlases.labels_lut}",
+            "--maps", f"{atlases.maps}:{atlases.maps_lut}", "--seeds", str(atlases.seeds)]))
     print(f"\nDone in {time.monotonic() - started:.0f} s. Derivatives in {output_dir}:")
     for path in sorted(output_dir.rglob("sub-*")):
-        if path.is_file() and path.suffix not in (".json", ".html"):
+        if path.is_file() and path.suffix not in (".json", ".html") and \
+                path.parent.name != "group":
             print(f"  {path.relative_to(output_dir)}")
-    reports = sorted(output_dir.rglob("*_report.html"))
+    group_tables = sorted((output_dir / "group").glob("*.tsv"))
+    if group_tables:  # the per-run tangent matrices are many: counted, not listed
+        print(f"  group/: {len(group_tables)} tables (group matrices, QC-FC, flagged runs)")
+    reports = sorted(output_dir.rglob("*_report.html"))  # the group's report last
+    reports = [p for p in reports if p.parent.name != "group"] + [
+        p for p in reports if p.parent.name == "group"]
     if reports:
         print("Reports (open in a browser):")
         for path in reports:
@@ -313,6 +352,7 @@ def build_demo_args(args: argparse.Namespace, atlases) -> argparse.Namespace:
             "--atlas", str(atlases.cifti_labels), "--maps", str(atlases.cifti_maps),
             "--seeds", str(atlases.seeds), "--radius", "5",
             "--denoise", "simple", "--high-pass", "0.01", "--low-pass", "0.1",
-            "--smoothing-fwhm", "6", "--nprocs", str(args.nprocs)]
+            "--smoothing-fwhm", "6", "--connectivity", "correlation",
+            "--nprocs", str(args.nprocs)]
     return build_parsers()["participant"].parse_args(argv)
 

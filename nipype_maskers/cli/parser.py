@@ -4,6 +4,7 @@ Three forms::
 
     nipype-maskers FMRIPREP_DIR OUTPUT_DIR participant [options]   # a BIDS App
     nipype-maskers extract --bold BOLD --out OUTPUT_DIR [options]  # one run, by its files
+    nipype-maskers FMRIPREP_DIR OUTPUT_DIR group --atlas ...       # group matrices, QC-FC
     nipype-maskers demo OUTPUT_DIR                                 # the bundled demo
 
 Bad arguments are reported in one line with exit code 2 before any work starts.
@@ -25,6 +26,8 @@ SURFACE_EXTENSIONS = (".dlabel.nii", ".dscalar.nii", ".label.gii", ".func.gii", 
 PLUGINS = ("MultiProc", "Linear", "SLURM", "SLURMGraph", "SGE", "SGEGraph")
 DENOISE = ("simple", "scrubbing", "compcor", "ica_aroma", "none")
 STANDARDIZE = ("zscore_sample", "zscore", "psc", "none")
+#: ``--connectivity`` kinds: nilearn's, with ``_`` for spaces.
+CONNECTIVITY_KINDS = ("correlation", "partial_correlation", "covariance", "precision")
 MASK_STRATEGIES = ("fmriprep", "background", "epi", "whole-brain-template", "gm-template",
                    "wm-template")
 EPILOG = """\
@@ -36,6 +39,8 @@ examples:
   nipype-maskers extract --bold sub-01_task-rest_desc-preproc_bold.nii.gz \\
       --confounds sub-01_task-rest_desc-confounds_timeseries.tsv \\
       --seeds power2011.tsv --radius 5 --out results/
+  nipype-maskers /data/derivatives/fmriprep /data/derivatives/maskers group \\
+      --atlas atlas-Schaefer400_dseg.nii.gz --connectivity correlation tangent
 
 Outputs are BIDS derivatives (sub-*/func/*_atlas-<name>_timeseries.tsv + .json,
 *_desc-denoised_bold.nii.gz); an atlas's name is its atlas-<name> entity, or its file name.
@@ -101,6 +106,22 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
     cleaning.add_argument("--no-reports", action="store_true",
                           help="do not write the per-run HTML report (written by default "
                           "when matplotlib is installed: pip install nipype-maskers[reports])")
+    connectivity = parser.add_argument_group("connectivity (nilearn's ConnectivityMeasure)")
+    connectivity.add_argument(
+        "--connectivity", nargs="+", choices=CONNECTIVITY_KINDS, default=[], metavar="KIND",
+        help="per run and atlas, a *_atlas-<name>_meas-<Measure>_relmat.tsv per KIND "
+        f"({', '.join(CONNECTIVITY_KINDS)}), and per run the denoising QC table "
+        "*_desc-qc_bold.tsv (needs the run's confounds)")
+    connectivity.add_argument(
+        "--connectivity-shrinkage", choices=("ledoit_wolf", "none"), default="ledoit_wolf",
+        help="covariance estimator: ledoit_wolf (nilearn's default) or none (empirical)")
+    connectivity.add_argument("--fisher-z", action="store_true",
+                              help="Fisher z (arctanh) of the correlation matrices")
+    connectivity.add_argument(
+        "--combine-runs", action="store_true",
+        help="also one matrix per subject, session, task and atlas from all its runs: each "
+        "run's signals z-scored, then concatenated, censored volumes excluded (XCP-D's "
+        "rule); named without the run entity")
     execution = parser.add_argument_group("execution")
     execution.add_argument("--work-dir", type=Path, help="Nipype work dir (cache)")
     execution.add_argument("--plugin", choices=PLUGINS, default="MultiProc")
@@ -125,12 +146,13 @@ def _add_processing_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parsers() -> dict[str, argparse.ArgumentParser]:
-    """The three parsers: 'participant' (the BIDS App), 'extract' and 'demo'."""
+    """The parsers: 'participant' (the BIDS App), 'group', 'extract' and 'demo'."""
     common = {"formatter_class": argparse.RawDescriptionHelpFormatter, "epilog": EPILOG}
     app = argparse.ArgumentParser(
         prog="nipype-maskers",
         usage="nipype-maskers FMRIPREP_DIR OUTPUT_DIR participant [options]\n"
               "       nipype-maskers extract --bold BOLD --out OUTPUT_DIR [options]\n"
+              "       nipype-maskers FMRIPREP_DIR OUTPUT_DIR group --atlas ... [options]\n"
               "       nipype-maskers demo OUTPUT_DIR [options]",
         description="nilearn's maskers as Nipype workflows: fMRIPrep derivatives in, "
         "denoised BOLD and region time series out, as BIDS derivatives.", **common)
@@ -173,14 +195,74 @@ def build_parsers() -> dict[str, argparse.ArgumentParser]:
 
     demo = argparse.ArgumentParser(
         prog="nipype-maskers demo",
-        description="Build a small fMRIPrep-like dataset (two subjects, MNI 2 mm) in "
-        "OUTPUT_DIR/fmriprep/, run the full workflow on it with MultiProc (work dir "
-        "OUTPUT_DIR/work/, derivatives in OUTPUT_DIR/nipype_maskers/) and print where the "
-        "outputs are. Run again into the same folder, it recomputes nothing.", **common)
+        description="Build a small fMRIPrep-like dataset (six subjects, MNI 2 mm, and a "
+        "CIFTI run for two of them) in OUTPUT_DIR/fmriprep/, run the participant level on "
+        "it with MultiProc (work dir OUTPUT_DIR/work/, derivatives in "
+        "OUTPUT_DIR/nipype_maskers/), then the group level over the volume atlases "
+        "(OUTPUT_DIR/nipype_maskers/group/), and print where the outputs are. Run again "
+        "into the same folder, the participant level recomputes nothing.", **common)
     demo.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
     demo.add_argument("--n-volumes", type=int, default=100)
     demo.add_argument("--nprocs", type=int, default=2)
-    return {"participant": app, "extract": extract, "demo": demo}
+    return {"participant": app, "extract": extract, "demo": demo,
+            "group": build_group_parser(common)}
+
+
+def build_group_parser(common: dict[str, Any]) -> argparse.ArgumentParser:
+    """The group level: ``nipype-maskers FMRIPREP_DIR OUTPUT_DIR group --atlas ...``."""
+    group = argparse.ArgumentParser(
+        prog="nipype-maskers group",
+        usage="nipype-maskers FMRIPREP_DIR OUTPUT_DIR group --atlas ... [options]",
+        description="Read the participant level's outputs in OUTPUT_DIR (each run's\n"
+        "*_timeseries.tsv, *_meas-PearsonCorrelation_relmat.tsv from --connectivity\n"
+        "correlation, *_desc-qc_bold.tsv) and write OUTPUT_DIR/group/: the group matrices\n"
+        "(mean of each kind; tangent: geometric mean and each run's tangent matrix), QC-FC\n"
+        "(summary and edges, with distance dependence for labels atlases and seeds),\n"
+        "desc-flagged_subjects.tsv and group_report.html. Each run is one sample.", **common)
+    group.add_argument("fmriprep_dir", type=Path, metavar="FMRIPREP_DIR",
+                       help="the participant level's FMRIPREP_DIR (not read: BIDS-App form)")
+    group.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR",
+                       help="the participant level's OUTPUT_DIR")
+    group.add_argument("analysis_level", choices=("group",), metavar="group")
+    group.add_argument("--participant-label", nargs="+", metavar="LABEL",
+                       help="only these subjects (default: all in OUTPUT_DIR)")
+    atlases = group.add_argument_group("atlases (as given at the participant level: their "
+                                       "names select the outputs)")
+    atlases.add_argument("--atlas", action="append", default=[], metavar="LABELS[:LUT]",
+                         help="a labels atlas (its image gives the centroids of the distance "
+                         "dependence)")
+    atlases.add_argument("--maps", action="append", default=[], metavar="MAPS[:LUT]",
+                         help="a maps atlas (no distance dependence: a map has no one "
+                         "position)")
+    atlases.add_argument("--seeds", action="append", default=[], metavar="SEEDS",
+                         help="seeds (their coordinates give the distance dependence)")
+    atlases.add_argument("--radius", type=float, help="accepted and ignored (as at the "
+                         "participant level)")
+    measures = group.add_argument_group("group matrices")
+    measures.add_argument("--connectivity", nargs="+", metavar="KIND",
+                          default=["correlation", "tangent"],
+                          choices=("correlation", "partial_correlation", "covariance",
+                                   "precision", "tangent"),
+                          help="kinds of group matrix, from the runs' time series: the mean "
+                          "of correlation, partial_correlation, covariance or precision; "
+                          "tangent: the geometric mean and each run's tangent matrix "
+                          "(nilearn's ConnectivityMeasure). Default: correlation tangent")
+    measures.add_argument("--connectivity-shrinkage", choices=("ledoit_wolf", "none"),
+                          default="ledoit_wolf", help="covariance estimator (default: "
+                          "ledoit_wolf, nilearn's)")
+    measures.add_argument("--fisher-z", action="store_true",
+                          help="average Fisher z-transformed correlations")
+    qc = group.add_argument_group("quality control")
+    qc.add_argument("--qc-fd-max", type=float, default=0.5, metavar="MM",
+                    help="flag runs whose mean framewise displacement exceeds this "
+                    "(default: 0.5 mm)")
+    qc.add_argument("--qc-censored-max", type=float, default=50.0, metavar="PERCENT",
+                    help="flag runs with more censored volumes than this (default: 50%%)")
+    qc.add_argument("--include-flagged", action="store_true",
+                    help="keep flagged runs in the group matrices and QC-FC (default: they "
+                    "are left out, and listed in desc-flagged_subjects.tsv and the report)")
+    qc.add_argument("--no-reports", action="store_true", help="do not write group_report.html")
+    return group
 
 
 def atlas_name(path: Path) -> str:
@@ -358,7 +440,24 @@ def processing_options(args) -> dict[str, Any]:
         "denoised_bold": not args.no_denoised_bold, **atlases,
         "standardize_bold": None if args.standardize_bold == "none" else args.standardize_bold,
         "censored": args.censored,
+        **connectivity_options(args, atlases),
     }
+
+
+def connectivity_options(args, atlases: dict[str, list]) -> dict[str, Any]:
+    """The workflow options of ``--connectivity`` and its companions (none when not given)."""
+    kinds = list(dict.fromkeys(getattr(args, "connectivity", None) or []))
+    if not kinds:
+        for option in ("fisher_z", "combine_runs"):
+            if getattr(args, option, False):
+                raise UsageError(f"--{option.replace('_', '-')}: only with --connectivity "
+                                 "KIND [KIND ...]")
+        return {}
+    if not any(atlases.values()):
+        raise UsageError("--connectivity: needs an atlas (--atlas, --maps or --seeds): "
+                         "matrices are computed from region signals")
+    return {"connectivity": kinds, "connectivity_shrinkage": args.connectivity_shrinkage,
+            "fisher_z": bool(args.fisher_z), "combine_runs": bool(args.combine_runs)}
 
 
 def execution_options(args) -> tuple[str, dict[str, Any]]:

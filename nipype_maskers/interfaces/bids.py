@@ -56,8 +56,8 @@ class _WriteDerivativesInputSpec(MaskersInputSpec):
     )
     entities = traits.List(
         traits.Dict(traits.Str, traits.Str), mandatory=True,
-        desc="one dict per file: 'suffix' (required), optional 'atlas', 'seg', 'desc' and "
-        "'extension' (default: the file's own)",
+        desc="one dict per file: 'suffix' (required), optional 'atlas', 'seg', 'meas', 'desc' "
+        "and 'extension' (default: the file's own)",
     )
     metadata = traits.List(
         traits.Dict(traits.Str, traits.Any),
@@ -226,7 +226,7 @@ def plan_outputs(base: Path, source_entities: Mapping[str, str], in_files: Seque
         targets.append(derivative_path(
             base, source_entities, suffix=wanted["suffix"], extension=extension,
             atlas=wanted.get("atlas"), seg=wanted.get("seg"), desc=wanted.get("desc"),
-            drop=drop,
+            meas=wanted.get("meas"), drop=drop,
         ))
     seen: dict[Path, Path] = {}
     for in_file, target in zip(in_files, targets, strict=True):
