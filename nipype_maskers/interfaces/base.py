@@ -173,6 +173,25 @@ def grid_from(inputs: Any) -> tuple[Any, Any]:
             None if shape is None else tuple(shape))
 
 
+class RegionExtractionSpecMixin(traits.HasTraits):
+    """The volume and CIFTI region maskers' shared choices: volumes, precision, empty regions.
+
+    ``min_coverage`` stays with each spec: its text names the unit (voxels, grayordinates).
+    """
+
+    volumes = VolumeSelection(
+        desc="volumes to use, as nilearn.image.index_img: an index, a list of indices, a "
+        "list of booleans (a mask, one per volume), or 'start:stop[:step]'",
+    )
+    dtype = traits.Enum("float32", "float64", usedefault=True,
+                        desc="precision of the extracted signals")
+    drop_empty = traits.Bool(
+        False, usedefault=True,
+        desc="drop empty regions' columns, as nilearn does (default: keep them as n/a, so "
+        "every subject gets the same columns)",
+    )
+
+
 class CleanSpecMixin(traits.HasTraits):
     """nilearn's cleaning parameters, with the maskers' defaults (nothing done by default)."""
 

@@ -23,7 +23,7 @@ from .base import (
     CensoredSpecMixin,
     CleanSpecMixin,
     MaskersInputSpec,
-    VolumeSelection,
+    RegionExtractionSpecMixin,
     clean_args_from,
     defined,
     parse_volumes,
@@ -39,22 +39,12 @@ CIFTI_REGIONS_COLUMNS = (*REGIONS_COLUMNS, "vertex_count", "subcortical_voxel_co
 _T_R_SOURCE = "CIFTI SeriesAxis"
 
 
-class _CiftiMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin):
+class _CiftiMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin,
+                            RegionExtractionSpecMixin):
     in_file = File(exists=True, mandatory=True,
                    desc="dense time series (.dtseries.nii: time points x grayordinates)")
-    volumes = VolumeSelection(
-        desc="volumes to use, as nilearn.image.index_img: an index, a list of indices, a "
-        "list of booleans (a mask, one per volume), or 'start:stop[:step]'",
-    )
-    dtype = traits.Enum("float32", "float64", usedefault=True,
-                        desc="precision of the extracted signals")
     min_coverage = traits.Range(
         0.0, 1.0, desc="regions with a smaller fraction of their grayordinates kept become n/a"
-    )
-    drop_empty = traits.Bool(
-        False, usedefault=True,
-        desc="drop empty regions' columns, as nilearn does (default: keep them as n/a, so "
-        "every subject gets the same columns)",
     )
 
 

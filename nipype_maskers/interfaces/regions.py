@@ -26,8 +26,8 @@ from .base import (
     CensoredSpecMixin,
     CleanSpecMixin,
     MaskersInputSpec,
+    RegionExtractionSpecMixin,
     ThreadsSpecMixin,
-    VolumeSelection,
     clean_args_from,
     defined,
     header_t_r,
@@ -40,26 +40,15 @@ REGIONS_COLUMNS = ("index", "name", "voxel_count", "coverage")
 
 
 class _RegionMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin,
-                             ThreadsSpecMixin):
+                             ThreadsSpecMixin, RegionExtractionSpecMixin):
     in_file = File(exists=True, mandatory=True, desc="3D or 4D image (NIfTI)")
     mask_file = File(exists=True, desc="binary mask: voxels outside it are left out")
     smoothing_fwhm = traits.Either(
         traits.Float, traits.List(traits.Float, minlen=3, maxlen=3),
         desc="Gaussian smoothing FWHM in mm before extraction",
     )
-    volumes = VolumeSelection(
-        desc="volumes to use, as nilearn.image.index_img: an index, a list of indices, a "
-        "list of booleans (a mask, one per volume), or 'start:stop[:step]'",
-    )
-    dtype = traits.Enum("float32", "float64", usedefault=True,
-                        desc="precision of the extracted signals")
     min_coverage = traits.Range(
         0.0, 1.0, desc="regions with a smaller fraction of their voxels kept become n/a"
-    )
-    drop_empty = traits.Bool(
-        False, usedefault=True,
-        desc="drop empty regions' columns, as nilearn does (default: keep them as n/a, so "
-        "every subject gets the same columns)",
     )
 
 
