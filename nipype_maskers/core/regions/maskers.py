@@ -202,13 +202,13 @@ _FILE_NAMES = (("labels_img", "labels_file"), ("maps_img", "maps_file"), ("mask_
 
 
 @contextmanager
-def _in_file_terms() -> Iterator[None]:
+def file_terms(names: Sequence[tuple[str, str]] = _FILE_NAMES) -> Iterator[None]:
     """Re-raise the core's ValueErrors naming the files (``labels_file``, not ``labels_img``)."""
     try:
         yield
     except ValueError as exc:
         message = str(exc)
-        for core_name, file_name in _FILE_NAMES:
+        for core_name, file_name in names:
             message = message.replace(core_name, file_name)
         raise ValueError(message) from exc
 
@@ -279,7 +279,7 @@ def labels_masker(
             "image of integer labels (4D probability maps go to NiftiMapsMasker's maps_file)"
         )
     atlas_data = np.asanyarray(atlas.dataobj).reshape(atlas.shape[:3])
-    with _in_file_terms():
+    with file_terms():
         full = prepare_labels(atlas_data, background_label=background_label)
     labels_names = region_names(full.labels, names=names, lut=lut,
                                 background_label=background_label)
@@ -295,7 +295,7 @@ def labels_masker(
         fov = resample_volume(np.ones(img.shape[:3], np.float32), img.affine, grids.affine,
                               grids.shape, interpolation="nearest", clip=False) > 0
     mask_data = mask_on_grid(mask, grids.affine, grids.shape)
-    with _in_file_terms():
+    with file_terms():
         regions = prepare_labels(atlas_data, mask_data, background_label=background_label)
     if not regions.sizes.any():
         raise ValueError("no region left after masking: the mask and the atlas do not overlap")
@@ -378,7 +378,7 @@ def maps_masker(
     # float64 data or output: solve in float64 (nilearn's lstsq upcasts float32 maps to the
     # float64 data; a float32 operator loses ~1e-4 once detrending removes the mean).
     double = np.float64 in (out_dtype, compute_dtype(img))
-    with _in_file_terms():
+    with file_terms():
         regions = prepare_maps(maps_data, mask_data, allow_overlap=allow_overlap,
                                dtype=np.float64 if double else None)
     map_names = list(names) if names is not None else [str(i) for i in range(regions.n_maps)]

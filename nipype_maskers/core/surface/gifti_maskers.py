@@ -24,8 +24,7 @@ Deliberate differences from nilearn 0.14.1 (each has a test showing theirs and o
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,7 +35,7 @@ from ..regions.inverse import _columns as signal_columns
 from ..regions.label_names import region_names
 from ..regions.labels import labels_signals, prepare_labels, signals_to_labels_image_data
 from ..regions.maps import maps_signals, prepare_maps, signals_to_maps_image_data
-from ..regions.maskers import RegionSignals
+from ..regions.maskers import RegionSignals, file_terms
 from ..regions.maskers import _finish as finish_regions
 from ..signal.cleaning import clean
 from ..voxels.masker import check_dtype, kept_volumes, select_clean_args
@@ -70,18 +69,6 @@ class VertexSignals(NamedTuple):
     sizes: tuple[int, int]      #: vertices of the left and right hemispheres
     volumes: NDArray[np.intp]   #: the input volume of each row
     t_r: float | None           #: the data's TR from ``TimeStep`` (seconds), if any
-
-
-@contextmanager
-def _file_terms(names: Sequence[tuple[str, str]]) -> Iterator[None]:
-    """Re-raise the array core's ValueErrors with the files' names (``labels_file``)."""
-    try:
-        yield
-    except ValueError as exc:
-        message = str(exc)
-        for core_name, file_name in names:
-            message = message.replace(core_name, file_name)
-        raise ValueError(message) from exc
 
 
 def _reads_series(function: Callable) -> Callable:
@@ -226,14 +213,14 @@ def surface_labels_masker(
     series, indices, out_dtype, clean_args = _open(in_files, volumes, dtype, clean_args)
     labels, tables, _ = read_labels_pair(labels_files, sizes=series.sizes)
     terms = (("labels_img", "labels_file"), ("mask_img", "mask_file"), ("voxels", "vertices"))
-    with _file_terms(terms):
+    with file_terms(terms):
         full = prepare_labels(_as_grid(labels), background_label=background_label)
     if names is None and lut is None:
         lut = _label_tables(labels, tables, series.sizes, full.labels)
     labels_names = region_names(full.labels, names=names, lut=lut,
                                 background_label=background_label)
     keep = None if mask is None else read_mask_pair(mask, sizes=series.sizes)[0]
-    with _file_terms(terms):
+    with file_terms(terms):
         regions = prepare_labels(_as_grid(labels), None if keep is None else _as_grid(keep),
                                  background_label=background_label)
     columns = np.searchsorted(full.labels, regions.labels)  # every masked label is in full
@@ -272,7 +259,7 @@ def surface_maps_masker(
     keep = None if mask is None else read_mask_pair(mask, sizes=series.sizes)[0]
     double = np.float64 in (out_dtype, series.dtype)
     terms = (("maps_img", "maps_file"), ("mask_img", "mask_file"), ("voxel", "vertex"))
-    with _file_terms(terms):
+    with file_terms(terms):
         regions = prepare_maps(_as_grid(maps), None if keep is None else _as_grid(keep),
                                allow_overlap=allow_overlap,
                                dtype=np.float64 if double else None)
@@ -315,7 +302,7 @@ def labels_pair_images(signals: NDArray, labels_files: Sequence[str], *,
     Returns a [left, right] pair of GIFTI images, one data array per sample.
     """
     labels, _, sizes = read_labels_pair(labels_files)
-    with _file_terms((("labels_img", "labels_file"),)):
+    with file_terms((("labels_img", "labels_file"),)):
         full = prepare_labels(_as_grid(labels), background_label=background_label)
     signals = np.atleast_2d(signal_columns(signals, full.labels.size, "labels"))
     painted = signals_to_labels_image_data(signals, _as_grid(labels), full.labels,
