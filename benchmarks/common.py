@@ -121,13 +121,44 @@ _t0 += time.perf_counter() - _ts
 """
 
 
-def isal_floor(path) -> dict:
-    """Time to stream-decompress ``path`` with ISA-L (what our reader uses when installed)."""
-    return timed("from isal import igzip", f"""
+def isal_case(path) -> tuple[str, str]:
+    """The (setup, body) of one ISA-L stream decompression of ``path``, for :func:`run_case`."""
+    return "from isal import igzip", f"""
         with igzip.open({str(path)!r}, "rb") as f:
             while f.read(1 << 22):
                 pass
-    """)
+    """
+
+
+def isal_floor(path) -> dict:
+    """Time to stream-decompress ``path`` with ISA-L (what our reader uses when installed)."""
+    return timed(*isal_case(path))
+
+
+def alternating_medians(cases: dict[str, tuple[str, str]], repeat: int) -> dict[str, dict]:
+    """Run each case (label -> (setup, body), as :func:`run_case`) ``repeat`` times,
+    alternating: A, B, ..., then A, B, ... again, so that a drift of the machine's speed
+    hits every case alike (:func:`timed` runs one case's repeats back to back).
+
+    Returns, per label, the median time as ``seconds``, the worst peak ``peak_mb``, the
+    largest peak minus RSS after imports ``work_mb`` (the machine being shared), and each
+    run's times under ``times``.
+    """
+    runs: dict[str, list[dict]] = {label: [] for label in cases}
+    for _ in range(max(1, repeat)):
+        for label, (setup, body) in cases.items():
+            runs[label].append(run_case(setup, body))
+    summary = {}
+    for label, results in runs.items():
+        times = [r["seconds"] for r in results]
+        summary[label] = {
+            "seconds": float(sorted(times)[len(times) // 2]),
+            "peak_mb": max(r["peak_mb"] for r in results),
+            "base_mb": min(r["base_mb"] for r in results),
+            "work_mb": max(r["peak_mb"] - r["base_mb"] for r in results),
+            "times": times,
+        }
+    return summary
 
 
 def add_repeat_options(parser) -> None:

@@ -5,4 +5,4 @@
 ``nipype_maskers.workflows`` the prebuilt workflows.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -63,8 +63,10 @@ def test_timeseries_branches_run_in_parallel(atlases, tmp_path):
     branches = ["labels_Parcels", "maps_Maps", "spheres_Power"]
     edges = _edges(workflow)
     for branch in branches:
-        assert ("inputnode", branch) in edges
+        # one read of the run for all (smoothed as the branches ask), then side by side
+        assert {("inputnode", branch), ("read_bold", branch)} <= edges
         assert not any((other, branch) in edges for other in branches)
+    assert workflow.get_node("read_bold").inputs.smoothing_fwhm == 6.0
     labels = workflow.get_node("labels_Parcels")
     assert labels.inputs.lut_file == str(tmp_path / "atlas-Parcels_dseg.tsv")
     assert labels.inputs.standardize == "zscore_sample"
@@ -76,7 +78,7 @@ def test_full_workflow_graph_and_memory(atlases):
     workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
                                **atlases)
     names = set(workflow.list_node_names())
-    for expected in ("compute_mask", "load_confounds", "clean_image", "write_derivatives",
+    for expected in ("read_bold", "load_confounds", "clean_image", "write_derivatives",
                      "timeseries_wf.labels_Parcels"):
         assert expected in names
     clean = workflow.get_node("clean_image")
@@ -94,6 +96,12 @@ def test_full_workflow_graph_and_memory(atlases):
 def test_fmriprep_mask_skips_the_mask_node(atlases):
     workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, **atlases)
     assert "compute_mask" not in workflow.list_node_names()
+    # the run is still read once for every step, in fMRIPrep's mask
+    assert ("inputnode", "read_bold") in _edges(workflow)
+    read_bold = workflow.get_node("read_bold")
+    fields = [c for _, _, data in workflow._graph.in_edges(read_bold, data=True)
+              for c in data["connect"]]
+    assert sorted(fields) == [("bold_file", "in_file"), ("mask_file", "mask_file")]
 
 
 def test_cluster_requests_follow_the_estimates(atlases):
@@ -128,7 +136,7 @@ def test_bookkeeping_nodes_claim_no_cpu_from_multiproc_but_one_from_a_cluster(at
 def test_omp_nthreads_reaches_every_heavy_node(atlases):
     workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
                                omp_nthreads=3, **atlases)
-    heavy = ["compute_mask", "clean_image", "timeseries_wf.labels_Parcels",
+    heavy = ["read_bold", "clean_image", "timeseries_wf.labels_Parcels",
              "timeseries_wf.maps_Maps", "timeseries_wf.spheres_Power"]
     for name in heavy:
         node = workflow.get_node(name)

@@ -13,7 +13,6 @@ from nipype.pipeline import engine as pe
 from nipype_maskers import __version__
 from nipype_maskers.interfaces.bids import WriteDerivatives
 from nipype_maskers.interfaces.cleaning import CleanImage
-from nipype_maskers.interfaces.masking import ComputeMask
 
 from .connectivity import (
     add_connectivity,
@@ -21,6 +20,7 @@ from .connectivity import (
     connect_runtime_metadata,
 )
 from .denoise import bold_clean_inputs, init_confounds_node
+from .masking import read_bold_node
 from .nodes import bookkeeping_node, heavy_node, preset_t_r
 from .outputs import UNWRITTEN_FIELDS, connect_unwritten_outputs
 from .resources import estimate_mem_gb
@@ -132,12 +132,21 @@ def init_maskers_wf(
         .. code-block:: text
 
             inputnode(bold_file, mask_file, confounds_file, t_r, t_r_source)
-              -> compute_mask (unless mask_strategy='fmriprep': fMRIPrep's mask is used)
+              -> read_bold (the run decompressed once: its masked matrix; the mask
+                            computed there unless mask_strategy='fmriprep')
               -> load_confounds
               -> clean_image (denoised BOLD)          --\\
               -> timeseries_wf (labels/maps/spheres) ---> sidecar_metadata -> write_derivatives
                  -> connectivity_wf (optional: matrices, QC) |             -> outputnode
               -> report_wf (optional HTML report)    --/
+
+        ``read_bold`` masks the run into an uncompressed ``.npy`` matrix of its brain voxels
+        (float32: ~275 MB in the work dir for 300 volumes of an MNI 2 mm brain) that the
+        denoised BOLD and every atlas read instead of decompressing the run again: one
+        decompression per run whatever the number of atlases, the same numbers bit for bit.
+        It is built when two steps or more would read the run, or the mask is computed.
+        With ``smoothing_fwhm``, the matrix is smoothed for the atlases and the same read
+        keeps the rows before smoothing for the denoised BOLD (twice the disk).
 
         With ``write_derivatives=False`` the last step is ``sidecar_columns -> outputnode``
         (files, entities, metadata): the parent pipeline writes them with its own sink.
@@ -253,20 +262,30 @@ def init_maskers_wf(
         "NipypeMaskersVersion": __version__,
     }
 
-    mask_source: tuple[pe.Node, str]
+    mask_source: tuple[pe.Node, str] = (inputnode, "mask_file")
     outputs: list[tuple[pe.Node, str, dict[str, Any], dict[str, Any]]] = []
-    if mask_strategy == "fmriprep":
-        mask_source = (inputnode, "mask_file")
-    else:
-        compute_mask = heavy_node(
-            ComputeMask(mask_strategy=mask_strategy, mask_args=mask_args or {}),
-            "compute_mask", omp_nthreads, estimate_mem_gb("mask", bold_shape))
-        workflow.connect(inputnode, "bold_file", compute_mask, "in_file")
-        mask_source = (compute_mask, "mask_file")
-        outputs.append((compute_mask, "mask_file", {"desc": "brain", "suffix": "mask",
-                                                    "extension": ".nii.gz"},
-                        {"_kind": "mask", "Type": "Brain", "MaskStrategy": mask_strategy,
-                         "Description": "The brain mask every output was computed in"}))
+    n_atlases = len(labels) + len(maps) + len(spheres)
+    # the steps that read the run: the atlases and the raw signals of the QC (smoothed as
+    # the atlases), the denoised BOLD (never smoothed: with smoothing, the read keeps the
+    # rows before smoothing for it too)
+    matrix_smoothing = smoothing_fwhm if n_atlases else None
+    n_readers = n_atlases + bool(connectivity) + denoised_bold
+    read_bold = None
+    if mask_strategy != "fmriprep" or n_readers > 1:
+        read_bold = read_bold_node(
+            mask_strategy=None if mask_strategy == "fmriprep" else mask_strategy,
+            mask_args=mask_args, smoothing_fwhm=matrix_smoothing,
+            keep_unsmoothed=bool(matrix_smoothing and denoised_bold), bold_shape=bold_shape,
+            omp_nthreads=omp_nthreads)
+        workflow.connect(inputnode, "bold_file", read_bold, "in_file")
+        if mask_strategy == "fmriprep":
+            workflow.connect(inputnode, "mask_file", read_bold, "mask_file")
+        else:
+            mask_source = (read_bold, "mask_file")
+            outputs.append((read_bold, "mask_file", {"desc": "brain", "suffix": "mask",
+                                                     "extension": ".nii.gz"},
+                            {"_kind": "mask", "Type": "Brain", "MaskStrategy": mask_strategy,
+                             "Description": "The brain mask every output was computed in"}))
 
     confounds = None
     if use_confounds:
@@ -292,6 +311,9 @@ def init_maskers_wf(
             (inputnode, clean_image, [("bold_file", "in_file"), ("t_r", "t_r")]),
             (mask_source[0], clean_image, [(mask_source[1], "mask_file")]),
         ])  # fmt:skip
+        if read_bold is not None:
+            workflow.connect(read_bold, "unsmoothed_file" if matrix_smoothing else "out_file",
+                             clean_image, "masked_file")
         if confounds is not None:
             workflow.connect([(confounds, clean_image, [
                 ("out_file", "confounds_file"), ("sample_mask_file", "sample_mask_file")])])
@@ -307,12 +329,14 @@ def init_maskers_wf(
         timeseries_wf = init_timeseries_wf(labels=labels, maps=maps, spheres=spheres,
                                            clean_args=clean_args, smoothing_fwhm=smoothing_fwhm,
                                            bold_shape=bold_shape, omp_nthreads=omp_nthreads,
-                                           censored=censored)
+                                           censored=censored, read_once=False)
         workflow.connect([
             (inputnode, timeseries_wf, [("bold_file", "inputnode.bold_file"),
                                         ("t_r", "inputnode.t_r")]),
             (mask_source[0], timeseries_wf, [(mask_source[1], "inputnode.mask_file")]),
         ])  # fmt:skip
+        if read_bold is not None:
+            workflow.connect(read_bold, "out_file", timeseries_wf, "inputnode.masked_file")
         if confounds is not None:
             workflow.connect([(confounds, timeseries_wf, [
                 ("out_file", "inputnode.regressors_file"),
@@ -346,6 +370,8 @@ def init_maskers_wf(
                                bold_shape=bold_shape, omp_nthreads=omp_nthreads)[0][2]
         raw.name = f"raw_{kinds[0][0]}_{kinds[0][1].name}"
         workflow.connect(mask_source[0], mask_source[1], raw, "mask_file")
+        if read_bold is not None:
+            workflow.connect(read_bold, "out_file", raw, "masked_file")
         connectivity_wf = add_connectivity(
             workflow, timeseries_wf=timeseries_wf, inputnode=inputnode, confounds=confounds,
             atlases=kinds, raw_node=raw, t_r=(timeseries_wf, f"{kinds[0][0]}_"

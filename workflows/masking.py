@@ -10,6 +10,35 @@ from nipype.pipeline import engine as pe
 from nipype_maskers.interfaces.masking import ComputeMask, NiftiMasker, Unmask
 
 from .nodes import heavy_node
+from .resources import estimate_mem_gb
+
+
+def read_bold_node(*, mask_strategy: str | None = None, mask_args: dict[str, Any] | None = None,
+                   smoothing_fwhm: float | None = None, keep_unsmoothed: bool = False,
+                   bold_shape=None, omp_nthreads: int = 1, name: str = "read_bold") -> pe.Node:
+    """The run read once: a NiftiMasker node whose matrix the later steps take as
+    ``masked_file`` instead of decompressing the run again.
+
+    Its inputs: ``in_file`` and, unless ``mask_strategy`` is given (the mask is then computed
+    from the run in the same decompression), ``mask_file``. Its outputs: ``out_file`` (the
+    matrix, uncompressed ``.npy``: volumes x brain voxels in float32, about 275 MB for 300
+    volumes of an MNI 2 mm brain, in the node's folder of the work dir), ``mask_file`` and
+    ``in_file_sha256``; with ``smoothing_fwhm`` and ``keep_unsmoothed``, ``unsmoothed_file``
+    (the rows before smoothing, from the same read: twice the disk).
+    """
+    masker = NiftiMasker(dtype="auto")
+    if mask_strategy is not None:
+        masker.inputs.mask_strategy = mask_strategy
+        if mask_args:
+            masker.inputs.mask_args = dict(mask_args)
+    if smoothing_fwhm:
+        masker.inputs.smoothing_fwhm = float(smoothing_fwhm)
+        masker.inputs.keep_unsmoothed = keep_unsmoothed
+    shape = bold_shape if bold_shape is not None else (97, 115, 97, 300)
+    memory = estimate_mem_gb("nifti_masker", shape)
+    if smoothing_fwhm and keep_unsmoothed:  # a second matrix
+        memory += estimate_mem_gb("nifti_masker", shape) - estimate_mem_gb("mask", shape)
+    return heavy_node(masker, name, omp_nthreads, memory)
 
 
 def init_mask_wf(*, mask_strategy: str = "epi", mask_args: dict[str, Any] | None = None,
@@ -64,8 +93,8 @@ def init_voxel_signals_wf(*, mask_strategy: str = "epi", smoothing_fwhm: float |
     Workflow Graph
         .. code-block:: text
 
-            inputnode(in_file) -> mask_wf -> nifti_masker -> unmask -> outputnode
-                              \\___________/
+            inputnode(in_file) -> nifti_masker (mask computed, one decompression)
+                               -> unmask -> outputnode
 
     Parameters
     ----------
@@ -99,16 +128,11 @@ def init_voxel_signals_wf(*, mask_strategy: str = "epi", smoothing_fwhm: float |
         niu.IdentityInterface(fields=["mask_file", "signals_file", "unmasked_file"]),
         name="outputnode",
     )
-    mask_wf = init_mask_wf(mask_strategy=mask_strategy, omp_nthreads=omp_nthreads)
-    masker = NiftiMasker()
-    if smoothing_fwhm:
-        masker.inputs.smoothing_fwhm = float(smoothing_fwhm)
-    nifti_masker = heavy_node(masker, "nifti_masker", omp_nthreads)
+    nifti_masker = read_bold_node(mask_strategy=mask_strategy, smoothing_fwhm=smoothing_fwhm,
+                                  omp_nthreads=omp_nthreads, name="nifti_masker")
     unmask = pe.Node(Unmask(), name="unmask")
     workflow.connect([
-        (inputnode, mask_wf, [("in_file", "inputnode.in_file")]),
         (inputnode, nifti_masker, [("in_file", "in_file")]),
-        (mask_wf, nifti_masker, [("outputnode.mask_file", "mask_file")]),
         (nifti_masker, unmask, [("out_file", "in_file"), ("mask_file", "mask_file")]),
         (nifti_masker, outputnode, [("out_file", "signals_file"), ("mask_file", "mask_file")]),
         (unmask, outputnode, [("out_file", "unmasked_file")]),

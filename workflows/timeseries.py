@@ -17,6 +17,7 @@ from nipype_maskers.interfaces.regions import (
     NiftiSpheresMasker,
 )
 
+from .masking import read_bold_node
 from .nodes import bookkeeping_node, heavy_node, preset_t_r
 from .resources import estimate_mem_gb
 from .shape import DEFAULT_BOLD_SHAPE, resolve_bold_shape
@@ -92,21 +93,27 @@ def init_timeseries_wf(
     spheres: Sequence[SpheresAtlas] = (), clean_args: dict[str, Any] | None = None,
     smoothing_fwhm: float | None = None, bold_shape: Sequence[int] | None = None,
     bold_file: str | os.PathLike | None = None, omp_nthreads: int = 1,
-    censored: str = "drop", name: str = "timeseries_wf",
+    censored: str = "drop", read_once: bool | None = None, name: str = "timeseries_wf",
 ) -> pe.Workflow:
     """Extract region signals for any combination of labels, maps and spheres atlases.
 
-    Each atlas is its own branch, run in parallel by MultiProc or as its own cluster job;
-    every branch reads the BOLD run once, streamed, and cleans its region signals with the
-    selected confounds and censoring (nilearn's masker order: extract, then clean).
+    Each atlas is its own branch, run in parallel by MultiProc or as its own cluster job,
+    and cleans its region signals with the selected confounds and censoring (nilearn's
+    masker order: extract, then clean). The BOLD run is decompressed once: ``read_bold``
+    masks (and smooths) it into an uncompressed matrix of its brain voxels, and every branch
+    reads its rows from there (the same numbers as reading the run itself, bit for bit).
+    A changed atlas reruns only its branch; a parent that has read the run already gives
+    its matrix as the inputnode's ``masked_file`` (``read_once=False``).
 
     Workflow Graph
         .. code-block:: text
 
-            inputnode(bold_file, mask_file, regressors_file, sample_mask_file, t_r)
-              |-> labels_<atlas>  --\\
-              |-> maps_<atlas>    ---> merge_timeseries, merge_regions -> outputnode
-              |-> spheres_<atlas> --/
+            inputnode(bold_file, mask_file, masked_file, regressors_file, sample_mask_file,
+                      t_r)
+              -> read_bold (NiftiMasker: the run's masked matrix, .npy)
+                  |-> labels_<atlas>  --\\
+                  |-> maps_<atlas>    ---> merge_timeseries, merge_regions -> outputnode
+                  |-> spheres_<atlas> --/
 
     In an fMRIPrep-style parent: ``bold_file`` and ``mask_file`` from fMRIPrep's outputs,
     ``regressors_file`` and ``sample_mask_file`` from a LoadConfounds node (or from
@@ -135,13 +142,23 @@ def init_timeseries_wf(
         The volumes ``sample_mask_file`` censors: 'drop' (one row per kept volume, as
         nilearn) or 'nan' (one row per volume, ``n/a`` for the censored ones, so that task
         onsets stay aligned). The cleaning excludes them either way.
+    read_once : bool, optional
+        True: the ``read_bold`` node reads the run once for every branch; False: no such
+        node (each branch reads the run, or the inputnode's ``masked_file``). None
+        (default): True with two atlases or more (with one, the matrix would cost more than
+        it saves).
     name : str
         Workflow name.
 
     Inputs
     ------
     bold_file, mask_file
-        The run and its brain mask.
+        The run and its brain mask (unset with ``read_once``: ``read_bold`` computes
+        nilearn's 'background' mask, which every branch then uses).
+    masked_file
+        Optional: the run already read by the parent (NiftiMasker's ``out_file`` with
+        ``dtype='auto'``, in ``mask_file``, smoothed with ``smoothing_fwhm``); unset, each
+        branch reads ``bold_file``.
     regressors_file
         The SELECTED regressors, every column regressed out (LoadConfounds' ``out_file``:
         a TSV with a header row, one row per volume); optional. Not fMRIPrep's full
@@ -168,9 +185,18 @@ def init_timeseries_wf(
         raise ValueError("init_timeseries_wf: no atlas given (labels, maps or spheres)")
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(
-        fields=["bold_file", "mask_file", "regressors_file", "sample_mask_file", "t_r"]),
+        fields=["bold_file", "mask_file", "masked_file", "regressors_file", "sample_mask_file",
+                "t_r"]),
         name="inputnode")
     preset_t_r(inputnode, clean_args)
+    masked_source: tuple[pe.Node, str] = (inputnode, "masked_file")
+    mask_source: tuple[pe.Node, str] = (inputnode, "mask_file")
+    if read_once if read_once is not None else len(nodes) > 1:
+        read_bold = read_bold_node(smoothing_fwhm=smoothing_fwhm, bold_shape=bold_shape,
+                                   omp_nthreads=omp_nthreads)
+        workflow.connect([(inputnode, read_bold, [("bold_file", "in_file"),
+                                                  ("mask_file", "mask_file")])])
+        masked_source, mask_source = (read_bold, "out_file"), (read_bold, "mask_file")
     outputnode = pe.Node(niu.IdentityInterface(
         fields=["timeseries_files", "regions_files", "atlas_names", "atlas_kinds"]),
         name="outputnode")
@@ -180,9 +206,10 @@ def init_timeseries_wf(
     merge_regions = bookkeeping_node(niu.Merge(len(nodes)), "merge_regions")
     for index, (_, _, node) in enumerate(nodes, start=1):
         workflow.connect([
-            (inputnode, node, [("bold_file", "in_file"), ("mask_file", "mask_file"),
-                               ("regressors_file", "confounds_file"),
+            (inputnode, node, [("bold_file", "in_file"), ("regressors_file", "confounds_file"),
                                ("sample_mask_file", "sample_mask_file"), ("t_r", "t_r")]),
+            (masked_source[0], node, [(masked_source[1], "masked_file")]),
+            (mask_source[0], node, [(mask_source[1], "mask_file")]),
             (node, merge_timeseries, [("out_file", f"in{index}")]),
             (node, merge_regions, [("regions_file", f"in{index}")]),
         ])  # fmt:skip

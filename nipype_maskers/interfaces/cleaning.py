@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,15 @@ from .base import (
     defined,
     header_t_r,
 )
-from .io import output_path, read_matrix, read_text_table, save_npy, split_ext
+from .io import (
+    MASKED_FILE_DESC,
+    output_path,
+    read_masked_run,
+    read_matrix,
+    read_text_table,
+    save_npy,
+    split_ext,
+)
 
 _DEFAULT_STRATEGY = ("motion", "high_pass", "wm_csf")
 _STRATEGY_KEYWORDS = ("motion", "wm_csf", "global_signal", "compcor", "n_compcor", "scrub",
@@ -312,6 +321,7 @@ class _CleanImageInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin,
         desc="binary mask on in_file's grid: the voxels cleaned (the rest is 0)",
     )
     dtype = traits.Enum("float32", "float64", usedefault=True, desc="output image dtype")
+    masked_file = File(exists=True, desc=MASKED_FILE_DESC + " (unsmoothed)")
 
 
 class _CleanImageOutputSpec(TraitedSpec):
@@ -350,14 +360,19 @@ class CleanImage(SimpleInterface):
                 "none was given and in_file's header has no usable TR (pixdim[4] with a "
                 "time unit of sec, msec or usec)",
             )
-        with hash_reads(self.inputs.in_file) as digest:  # hashed as it is streamed
+        masked, masked_sha256 = (read_masked_run(self.inputs.masked_file, self.inputs.in_file)
+                                 if isdefined(self.inputs.masked_file) else (None, None))
+        # hashed as it is streamed; the masked rows' sidecar has it from their own read
+        with nullcontext() if masked else hash_reads(
+                self.inputs.in_file, background=self.inputs.num_threads > 1) as digest:
             cleaned = image_cleaning.clean_masked(img, self.inputs.mask_file, clean_args=args,
                                                   dtype=self.inputs.dtype,
-                                                  n_threads=self.inputs.num_threads)
+                                                  n_threads=self.inputs.num_threads,
+                                                  masked=masked)
         out = output_path(self.inputs.in_file, runtime.cwd, desc="clean", extension=".nii.gz")
         header, volumes = _output_volumes(cleaned, args, n_volumes(img), self.inputs.censored)
         self._results["out_file"] = str(save_nifti_volumes(header, volumes, out))
-        self._results["in_file_sha256"] = digest.hexdigest()
+        self._results["in_file_sha256"] = masked_sha256 or digest.hexdigest()
         t_r = provenance.get("RepetitionTime")
         if t_r is not None:
             self._results["t_r"] = float(t_r)

@@ -11,7 +11,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..core.io.images import load_img
+from ..core.io.hashing import hash_reads
+from ..core.io.images import compute_dtype, load_img, n_volumes
 from ..core.spatial import masking
 from ..core.voxels import masker as nifti_masker
 from ..files import save_nifti
@@ -29,7 +30,7 @@ from .base import (
     mask_args_from,
     parse_volumes,
 )
-from .io import output_path, read_matrix, save_npy
+from .io import output_path, read_matrix, save_masked_matrix
 
 
 class _ComputeMaskInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin,
@@ -91,15 +92,30 @@ class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin, 
         "list of booleans (a mask, one per volume), or 'start:stop[:step]' (e.g. '0:100' "
         "for the first 100)",
     )
-    dtype = traits.Enum("float32", "float64", usedefault=True, desc="output matrix dtype")
+    dtype = traits.Enum(
+        "float32", "float64", "auto", usedefault=True,
+        desc="output matrix dtype; 'auto': the precision the maskers compute in_file's volumes "
+        "in (float64 for float64 data, else float32), what masked_file readers expect")
+    keep_unsmoothed = traits.Bool(
+        False, usedefault=True,
+        desc="with smoothing_fwhm: also write the rows before smoothing (unsmoothed_file), "
+        "from the same read, for the steps that take the run unsmoothed (no cleaning)")
 
 
 class _NiftiMaskerOutputSpec(TraitedSpec):
-    out_file = File(desc="(volumes x voxels) matrix, .npy, voxels in the mask's C order")
+    out_file = File(desc="(volumes x voxels) matrix, .npy, voxels in the mask's C order; "
+                    "after the array (numpy.load stops before it) the file describes the "
+                    "run it holds (source, mask, smoothing) for the steps that take it as "
+                    "masked_file")
     mask_file = File(desc="the mask actually used (on the output grid)")
     t_r = traits.Either(None, traits.Float, desc="the TR used for cleaning (None: not needed)")
     t_r_source = traits.Str(desc="where t_r came from: 'input t_r', 'NIfTI header' or ''")
     volumes = traits.List(traits.Int, desc="the input volume of each output row")
+    in_file_sha256 = traits.Str(
+        desc="SHA-256 (hex) of in_file's bytes, computed while it was streamed (no second read)"
+    )
+    unsmoothed_file = File(desc="keep_unsmoothed: out_file's rows before smoothing (.npy, "
+                           "described as out_file is)")
 
 
 class NiftiMasker(SimpleInterface):
@@ -110,6 +126,13 @@ class NiftiMasker(SimpleInterface):
     the maskers' defaults: nothing unless asked; ``t_r`` from the header when not given).
     The matrix is written as ``.npy`` with the mask used beside it; :class:`Unmask` takes
     both back to an image.
+
+    The matrix is also the run read once for the steps after it: the region maskers and
+    CleanImage take it as ``masked_file`` and read its rows instead of decompressing
+    ``in_file`` again (its ``.json`` sidecar says what it was read from; uncleaned, every
+    volume, no target grid, ``dtype='auto'``; the file says so after the array, where
+    ``numpy.load`` does not read). A mask computed from the run's mean costs no
+    second decompression (see :func:`~nipype_maskers.core.voxels.masker.mask_volumes`).
     """
 
     input_spec = _NiftiMaskerInputSpec
@@ -119,27 +142,44 @@ class NiftiMasker(SimpleInterface):
         target_affine, target_shape = grid_from(self.inputs)
         img = load_img(self.inputs.in_file, name="in_file")
         clean_args, provenance = clean_args_from(self.inputs, header_t_r=header_t_r(img))
-        result = nifti_masker.mask_volumes(
-            img,
-            defined(self.inputs.mask_file),
-            mask_strategy=self.inputs.mask_strategy,
-            mask_args=mask_args_from(self.inputs),
-            smoothing_fwhm=defined(self.inputs.smoothing_fwhm),
-            target_affine=target_affine,
-            target_shape=target_shape,
-            volumes=parse_volumes(defined(self.inputs.volumes)),
-            dtype=self.inputs.dtype,
-            clean_args=clean_args,
-            n_threads=self.inputs.num_threads,
-        )
+        smoothing = defined(self.inputs.smoothing_fwhm)
+        # hashed as it is streamed (beside the reading, with more than one thread)
+        with hash_reads(self.inputs.in_file, background=self.inputs.num_threads > 1) as digest:
+            result = nifti_masker.mask_volumes(
+                img,
+                defined(self.inputs.mask_file),
+                mask_strategy=self.inputs.mask_strategy,
+                mask_args=mask_args_from(self.inputs),
+                smoothing_fwhm=smoothing,
+                target_affine=target_affine,
+                target_shape=target_shape,
+                volumes=parse_volumes(defined(self.inputs.volumes)),
+                dtype=(compute_dtype(img) if self.inputs.dtype == "auto"
+                       else self.inputs.dtype),
+                clean_args=clean_args,
+                n_threads=self.inputs.num_threads,
+                keep_unsmoothed=self.inputs.keep_unsmoothed,
+            )
         source = self.inputs.in_file
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in result.volumes]
         mask_out = output_path(source, runtime.cwd, suffix="mask", extension=".nii.gz")
         signals_out = output_path(source, runtime.cwd, suffix="signals", extension=".npy")
+        self._results["in_file_sha256"] = digest.hexdigest()
         self._results["mask_file"] = str(save_nifti(result.mask, mask_out))
-        self._results["out_file"] = str(save_npy(result.signals, signals_out))
+        facts = {"mask": np.asanyarray(result.mask.dataobj) != 0, "affine": result.mask.affine,
+                 "source": source, "source_sha256": self._results["in_file_sha256"],
+                 "all_volumes": np.array_equal(result.volumes, np.arange(n_volumes(img))),
+                 "cleaned": bool(clean_args),
+                 "resampled": target_affine is not None or target_shape is not None}
+        self._results["out_file"] = str(save_masked_matrix(
+            result.signals, signals_out, smoothing_fwhm=smoothing, **facts))
+        if result.unsmoothed is not None:
+            self._results["unsmoothed_file"] = str(save_masked_matrix(
+                result.unsmoothed, output_path(source, runtime.cwd, desc="unsmoothed",
+                                               suffix="signals", extension=".npy"),
+                smoothing_fwhm=None, **facts))
         return runtime
 
 

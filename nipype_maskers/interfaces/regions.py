@@ -8,6 +8,7 @@ regions: the same columns for every subject processed with one atlas) and ``regi
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, isdefined, traits
@@ -33,7 +34,7 @@ from .base import (
     header_t_r,
     parse_volumes,
 )
-from .io import output_path, read_matrix, read_text_table
+from .io import MASKED_FILE_DESC, output_path, read_masked_run, read_matrix, read_text_table
 
 #: The columns of a region masker's ``regions_file``.
 REGIONS_COLUMNS = ("index", "name", "voxel_count", "coverage")
@@ -50,6 +51,7 @@ class _RegionMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin
     min_coverage = traits.Range(
         0.0, 1.0, desc="regions with a smaller fraction of their voxels kept become n/a"
     )
+    masked_file = File(exists=True, desc=MASKED_FILE_DESC)
 
 
 class _RegionMaskerOutputSpec(TraitedSpec):
@@ -76,7 +78,10 @@ class _RegionMasker(SimpleInterface):
     def _run_interface(self, runtime):
         img = load_img(self.inputs.in_file, name="in_file")
         clean_args, provenance = clean_args_from(self.inputs, header_t_r=header_t_r(img))
+        masked, masked_sha256 = (read_masked_run(self.inputs.masked_file, self.inputs.in_file)
+                                 if isdefined(self.inputs.masked_file) else (None, None))
         common = {
+            "masked": masked,
             "mask": defined(self.inputs.mask_file),
             "smoothing_fwhm": defined(self.inputs.smoothing_fwhm),
             "volumes": parse_volumes(defined(self.inputs.volumes)),
@@ -84,7 +89,9 @@ class _RegionMasker(SimpleInterface):
             "clean_args": clean_args,
             "n_threads": self.inputs.num_threads,
         }
-        with hash_reads(self.inputs.in_file) as digest:  # hashed as it is streamed
+        # hashed as it is streamed; the masked rows' sidecar has it from their own read
+        with nullcontext() if masked else hash_reads(
+                self.inputs.in_file, background=self.inputs.num_threads > 1) as digest:
             result = self._extract(img, common)
         signals, volumes = result.signals, result.volumes
         if self.inputs.censored == "nan":
@@ -107,7 +114,7 @@ class _RegionMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
-        self._results["in_file_sha256"] = digest.hexdigest()
+        self._results["in_file_sha256"] = masked_sha256 or digest.hexdigest()
         return runtime
 
 

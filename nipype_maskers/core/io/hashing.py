@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,15 +52,28 @@ class StreamDigest:
     """The SHA-256 of one file, fed by its readers with the bytes they take.
 
     It holds the hash of the file's first :attr:`hashed` bytes; a read that extends that
-    prefix extends the hash, any other read is ignored.
+    prefix extends the hash, any other read is ignored. With ``background``, the hashing
+    itself runs in a thread of its own, in order, on copies of the bytes: the reader (which
+    decompresses, the slowest step of a pass) does not wait for it.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, background: bool = False) -> None:
         self.path = os.fspath(path)
         self.hashed = 0
         self._sha = hashlib.sha256()
         self._lock = threading.Lock()
         self._hex: str | None = None
+        self._pending: queue.SimpleQueue | None = None
+        self._hasher: threading.Thread | None = None
+        if background:
+            self._pending = queue.SimpleQueue()
+            self._hasher = threading.Thread(target=self._hash_pending, daemon=True,
+                                            name="sha256")
+            self._hasher.start()
+
+    def _hash_pending(self) -> None:
+        while (chunk := self._pending.get()) is not None:
+            self._sha.update(chunk)  # hashlib releases the GIL for large buffers
 
     def feed(self, position: int, data: bytes | bytearray | memoryview) -> None:
         """Take the bytes a reader read at ``position`` (only the part past :attr:`hashed`)."""
@@ -67,8 +81,19 @@ class StreamDigest:
             end = position + len(data)
             if self._hex is not None or not position <= self.hashed < end:
                 return
-            self._sha.update(memoryview(data)[self.hashed - position:])
+            new = memoryview(data)[self.hashed - position:]
+            if self._pending is not None:
+                self._pending.put(bytes(new))  # the reader reuses its buffer
+            else:
+                self._sha.update(new)
             self.hashed = end
+
+    def _drain(self) -> None:
+        """Wait for the background hashing of what was fed (then hash in this thread)."""
+        if self._hasher is not None:
+            self._pending.put(None)
+            self._hasher.join()
+            self._pending = self._hasher = None
 
     def hexdigest(self) -> str:
         """The file's SHA-256 (hex), after hashing the bytes no reader took (read once).
@@ -77,6 +102,7 @@ class StreamDigest:
         """
         with self._lock:
             if self._hex is None:
+                self._drain()
                 with open(self.path, "rb") as stream:
                     stream.seek(self.hashed)
                     while chunk := stream.read(_CHUNK):
@@ -139,20 +165,25 @@ class _HashingReader(io.RawIOBase):
 
 
 @contextmanager
-def hash_reads(path: str | os.PathLike) -> Iterator[StreamDigest]:
+def hash_reads(path: str | os.PathLike, *, background: bool = False
+               ) -> Iterator[StreamDigest]:
     """Hash ``path`` with the bytes its readers take inside the block.
 
     Yields a :class:`StreamDigest`; its :meth:`~StreamDigest.hexdigest` (called after the
     block, or at its end) is ``hashlib.sha256`` of the whole file. Only readers opened with
     :func:`open_binary` feed it (the streaming readers of :mod:`.volumes` do).
+    ``background``: hash in a thread of its own (for a step that may use more than one CPU).
     """
-    digest = StreamDigest(path)
+    digest = StreamDigest(path, background=background)
     key = os.path.realpath(path)
     with _WATCHED_LOCK:
         _WATCHED.setdefault(key, []).append(digest)
     try:
         yield digest
     finally:
+        if digest._hasher is not None and digest._hex is None:
+            with digest._lock:  # never leave the thread behind
+                digest._drain()
         with _WATCHED_LOCK:
             watchers = _WATCHED[key]
             watchers.remove(digest)

@@ -219,6 +219,8 @@ def stream_rows(
     observed_range: list[float] | None = None,
     n_threads: int = 2,
     name: str = "in_file",
+    reduce_row: Callable[[NDArray], NDArray] | None = None,
+    keep_unsmoothed: bool = False,
 ) -> Iterator[tuple[NDArray[np.intp], NDArray]]:
     """Yield, per distinct selected volume, its rows' positions and its gathered voxel values.
 
@@ -245,6 +247,13 @@ def stream_rows(
     n_threads : int
         Threads that read and process volumes side by side (:func:`map_volumes`). Without
         resampling or smoothing there is little to share: reading plus one thread.
+    reduce_row : callable, optional
+        Applied to each gathered row (shape (1, n_voxels)) in the thread that gathered it;
+        its result (first row) is yielded instead of the row. A reduction per volume then
+        runs beside the reading instead of after it.
+    keep_unsmoothed : bool
+        With ``sigma``, yield ``(smoothed row, unsmoothed row)`` for each volume: the same
+        voxels before and after the smoothing, from one read.
 
     Yields
     ------
@@ -257,7 +266,7 @@ def stream_rows(
     grid_shape = target.shape if target is not None else tuple(img.shape[:3])
     needed = gathered_box(gather, grid_shape) if sigma is not None and gather.size else None
     process = _VolumeToRow(img.affine, gather, target, sigma, needed, clip_range,
-                           observed_range is not None)
+                           observed_range is not None, reduce_row, keep_unsmoothed)
     if target is None and needed is None:
         # gathering is cheap: more threads would only wait for the decompression
         n_threads = min(n_threads, 2)
@@ -284,13 +293,15 @@ class _VolumeToRow:
     values, the observed range) is returned with the row for the caller to add up.
     """
 
-    def __init__(self, affine, gather, target, sigma, needed, clip_range, observe):
+    def __init__(self, affine, gather, target, sigma, needed, clip_range, observe,
+                 reduce_row=None, keep_unsmoothed=False):
         from ..spatial.resampling import resample_volume
         from ..spatial.smoothing import smooth_volume
 
         self.affine, self.gather, self.target = affine, gather, target
         self.sigma, self.needed, self.clip_range = sigma, needed, clip_range
-        self.observe = observe
+        self.observe, self.reduce_row = observe, reduce_row
+        self.keep_unsmoothed = keep_unsmoothed and sigma is not None
         self._resample, self._smooth = resample_volume, smooth_volume
         self._local = threading.local()
 
@@ -309,8 +320,14 @@ class _VolumeToRow:
             find_nonfinite(volume)
         else:
             nonfinite = find_nonfinite(volume)
+        unsmoothed = (volume.reshape(-1, order="F").take(self.gather)
+                      if self.keep_unsmoothed else None)
         if self.sigma is not None and self.needed is not None:
             self._smooth(volume, self.sigma, self.needed)
         row = volume.reshape(-1, order="F").take(self.gather)
+        if unsmoothed is not None:
+            return (row, unsmoothed), observed, nonfinite
+        if self.reduce_row is not None:
+            row = self.reduce_row(row[np.newaxis])[0]
         return row, observed, nonfinite
 

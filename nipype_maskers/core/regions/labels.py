@@ -31,6 +31,7 @@ from .label_names import _check_background, read_lut, region_names
 __all__ = [
     "STRATEGIES",
     "LabelRegions",
+    "atlas_labels",
     "labels_signals",
     "prepare_labels",
     "read_lut",
@@ -221,6 +222,37 @@ def prepare_labels(
         shape=tuple(int(n) for n in shape),
         background_label=background,
     )
+
+
+def atlas_labels(labels_data: ArrayLike, *, background_label: float = 0
+                 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The labels of an atlas (ascending, background left out) and their voxel counts.
+
+    :func:`prepare_labels`'s ``labels`` and ``atlas_sizes`` without the rest: a count per
+    value (no sort of the voxels) when the labels span a small range, as atlases' do.
+
+    Examples
+    --------
+    >>> atlas_labels(np.array([[[0, 5], [5, 2]]]))
+    (array([2, 5]), array([1, 2]))
+    """
+    background = _check_background(background_label)
+    flat, _ = _flat_labels(labels_data, background)
+    low, high = (int(flat.min()), int(flat.max())) if flat.size else (0, 0)
+    if high - low < 1 << 22:
+        counts = np.bincount(flat - low, minlength=high - low + 1)
+        if low <= background <= high:
+            counts[background - low] = 0
+        labels = np.flatnonzero(counts)
+        sizes, labels = counts[labels], labels + low
+    else:
+        labels, sizes = np.unique(flat[flat != background], return_counts=True)
+    if labels.size == 0:
+        raise ValueError(
+            f"labels_img holds only the background label {background}; expected at least one "
+            "region"
+        )
+    return labels.astype(np.int64), sizes.astype(np.int64)
 
 
 def _median(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -34,9 +34,10 @@ from ..io.volumes import resolve_volumes
 from ..signal.cleaning import clean
 from ..spatial.masking import MaskError, load_mask
 from ..spatial.smoothing import Fwhm, check_fwhm, fwhm_to_sigma
+from ..voxels.masked_run import MaskedRun
 from ..voxels.masker import check_dtype, kept_volumes, select_clean_args
 from .label_names import region_names
-from .labels import labels_signals, prepare_labels, region_coverage
+from .labels import atlas_labels, labels_signals, prepare_labels, region_coverage
 from .maps import maps_signals, prepare_maps
 from .spheres import prepare_spheres, spheres_signals
 
@@ -128,9 +129,32 @@ def _choose_grid(img, others: dict[str, nib.spatialimages.SpatialImage], target:
 
 
 def _extract(img, indices, voxel_index, reduce: Callable[[NDArray], NDArray], n_columns: int,
-             *, grids: _Grids, sigma, out_dtype, name, n_threads: int | None) -> NDArray:
-    """Stream the volumes, gather ``voxel_index``, reduce blocks of rows to region values."""
+             *, grids: _Grids, sigma, out_dtype, name, n_threads: int | None,
+             masked: MaskedRun | None = None, per_volume: bool = False) -> NDArray:
+    """Stream the volumes, gather ``voxel_index``, reduce blocks of rows to region values.
+
+    ``per_volume``: ``reduce`` takes one row at a time, in the threads that read (for a
+    reduction as heavy as the gathering: it then runs beside the decompression). With
+    ``masked``, the rows are its rows at the voxels' columns, reduced in the same groups.
+    """
     n_threads = check_threads(n_threads)
+    if masked is not None:
+        out = np.empty((indices.size, n_columns), dtype=out_dtype)
+        for positions, block in masked.blocks(indices, masked.columns(voxel_index), _BLOCK_ROWS):
+            values = (np.concatenate([reduce(row[np.newaxis]) for row in block])
+                      if per_volume else reduce(block))
+            for i, rows in enumerate(positions):
+                out[rows] = values[i]
+        return out
+    if per_volume:
+        out = np.empty((indices.size, n_columns), dtype=out_dtype)
+        clip_range = (data_range(img, indices, name=name, n_threads=n_threads)
+                      if grids.data_target is not None else None)
+        for rows, values in stream_rows(img, indices, voxel_index, target=grids.data_target,
+                                        sigma=sigma, clip_range=clip_range,
+                                        n_threads=n_threads, name=name, reduce_row=reduce):
+            out[rows] = values
+        return out
     clip_range = (data_range(img, indices, name=name, n_threads=n_threads)
                   if grids.data_target is not None else None)
     out = np.empty((indices.size, n_columns), dtype=out_dtype)
@@ -186,15 +210,21 @@ def _finish(signals, names, ids, sizes, coverage, indices, *, min_coverage, drop
                          kept_volumes(indices, clean_args))
 
 
-def _prepare(img, volumes, smoothing_fwhm, dtype, clean_args, name):
+def _prepare(img, volumes, smoothing_fwhm, dtype, clean_args, name,
+             masked: MaskedRun | None = None):
     img = load_img(img, name=name)
+    if masked is not None:
+        masked.check_source(img, name=name)
+        masked.check_smoothing(smoothing_fwhm)
     if volumes is not None and len(img.shape) == 3:
         raise ImageError(f"volumes: {name} is a 3D image; a volume selection needs a 4D image")
     indices = resolve_volumes(volumes, n_volumes(img), name="volumes")
     if indices.size == 0:
         raise ValueError("volumes: the selection is empty; select at least one volume")
     clean_args = select_clean_args(clean_args, indices, n_volumes(img))
-    return img, indices, check_fwhm(smoothing_fwhm), check_dtype(dtype), clean_args
+    # rows already smoothed: nothing left to smooth
+    fwhm = None if masked is not None else check_fwhm(smoothing_fwhm)
+    return img, indices, fwhm, check_dtype(dtype), clean_args
 
 
 #: The array-level core names its inputs as nilearn does; the users of this module gave files.
@@ -237,7 +267,7 @@ def labels_masker(
     names: Sequence[str] | None = None, lut: dict[int, str] | None = None,
     min_coverage: float | None = None, drop_empty: bool = False, smoothing_fwhm: Fwhm = None,
     volumes=None, dtype: DTypeLike = np.float32, clean_args: dict[str, Any] | None = None,
-    name: str = "in_file", n_threads: int | None = None,
+    name: str = "in_file", n_threads: int | None = None, masked: MaskedRun | None = None,
 ) -> RegionSignals:
     """nilearn's ``NiftiLabelsMasker(...).fit_transform``, one column per atlas label.
 
@@ -269,9 +299,15 @@ def labels_masker(
         As :func:`~nipype_maskers.core.voxels.masker.mask_volumes`.
     clean_args : dict, optional
         Keyword arguments for :func:`~.signal.cleaning.clean` (None: no cleaning).
+    masked : MaskedRun, optional
+        ``img``'s volumes already read (masked and smoothed with ``smoothing_fwhm``): their
+        rows are used instead of streaming ``img`` again (same numbers, bit for bit). ``img``
+        still gives the grid and the header; the regions must lie inside ``masked``'s mask,
+        and ``img`` must not be resampled (``resampling_target='labels'`` onto another grid
+        is refused).
     """
     img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
-                                                         clean_args, name)
+                                                         clean_args, name, masked)
     atlas = load_img(labels_img, name="labels_file")
     if len(atlas.shape) == 4 and atlas.shape[3] > 1:
         raise ImageError(
@@ -279,9 +315,9 @@ def labels_masker(
             "image of integer labels (4D probability maps go to NiftiMapsMasker's maps_file)"
         )
     atlas_data = np.asanyarray(atlas.dataobj).reshape(atlas.shape[:3])
-    with file_terms():
-        full = prepare_labels(atlas_data, background_label=background_label)
-    labels_names = region_names(full.labels, names=names, lut=lut,
+    with file_terms():  # the atlas's own regions (before mask and resampling)
+        all_labels, atlas_sizes = atlas_labels(atlas_data, background_label=background_label)
+    labels_names = region_names(all_labels, names=names, lut=lut,
                                 background_label=background_label)
     mask_img = None if mask is None else load_img(mask, name="mask_file")
     grids = _choose_grid(img, {"labels_file": atlas, "mask_file": mask_img},
@@ -289,6 +325,7 @@ def labels_masker(
     fov = None
     if not same_grid(atlas.shape, atlas.affine, grids.shape, grids.affine):
         atlas_data = _resample_nearest(atlas_data, atlas.affine, grids.affine, grids.shape)
+    _check_not_resampled(grids, masked, "labels")
     if grids.data_target is not None:
         from ..spatial.resampling import resample_volume
 
@@ -299,27 +336,27 @@ def labels_masker(
         regions = prepare_labels(atlas_data, mask_data, background_label=background_label)
     if not regions.sizes.any():
         raise ValueError("no region left after masking: the mask and the atlas do not overlap")
-    columns = np.searchsorted(full.labels, regions.labels)
-    found = (columns < full.labels.size) & (full.labels[np.minimum(columns, full.labels.size - 1)]
-                                            == regions.labels)
-    sizes = np.zeros(full.labels.size, dtype=np.int64)
+    columns = np.searchsorted(all_labels, regions.labels)
+    found = (columns < all_labels.size) & (all_labels[np.minimum(columns, all_labels.size - 1)]
+                                           == regions.labels)
+    sizes = np.zeros(all_labels.size, dtype=np.int64)
     sizes[columns[found]] = regions.sizes[found]
-    kept = np.zeros(full.labels.size)
+    kept = np.zeros(all_labels.size)
     kept[columns[found]] = (region_coverage(regions, fov) * regions.atlas_sizes)[found]
     coverage = np.minimum(
-        kept * _voxel_volume(grids.affine) / (full.atlas_sizes * _voxel_volume(atlas.affine)), 1.0)
+        kept * _voxel_volume(grids.affine) / (atlas_sizes * _voxel_volume(atlas.affine)), 1.0)
 
     def reduce(block):
         values = labels_signals(block, regions, strategy)
-        out = np.full((values.shape[0], full.labels.size), np.nan)
+        out = np.full((values.shape[0], all_labels.size), np.nan)
         out[:, columns[found]] = values[:, found]
         return out
 
     sigma = fwhm_to_sigma(fwhm, grids.affine) if fwhm is not None else None
-    signals = _extract(img, indices, regions.voxel_index, reduce, full.labels.size,
+    signals = _extract(img, indices, regions.voxel_index, reduce, all_labels.size,
                        grids=grids, sigma=sigma, out_dtype=out_dtype, name=name,
-                       n_threads=n_threads)
-    return _finish(signals, labels_names, full.labels, sizes, coverage, indices,
+                       n_threads=n_threads, masked=masked, per_volume=True)
+    return _finish(signals, labels_names, all_labels, sizes, coverage, indices,
                    min_coverage=min_coverage, drop_empty=drop_empty, clean_args=clean_args)
 
 
@@ -343,7 +380,7 @@ def maps_masker(
     names: Sequence[str] | None = None, min_coverage: float | None = None,
     drop_empty: bool = False, smoothing_fwhm: Fwhm = None, volumes=None,
     dtype: DTypeLike = np.float32, clean_args: dict[str, Any] | None = None,
-    name: str = "in_file", n_threads: int | None = None,
+    name: str = "in_file", n_threads: int | None = None, masked: MaskedRun | None = None,
 ) -> RegionSignals:
     """nilearn's ``NiftiMapsMasker(...).fit_transform``: least-squares map signals.
 
@@ -354,7 +391,7 @@ def maps_masker(
     The other parameters are :func:`labels_masker`'s.
     """
     img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
-                                                         clean_args, name)
+                                                         clean_args, name, masked)
     maps = load_img(maps_img, name="maps_file")
     if len(maps.shape) == 3:
         raise ImageError(
@@ -366,6 +403,7 @@ def maps_masker(
         raise ValueError("resampling_target='mask' needs mask_file")
     grids = _choose_grid(img, {"maps_file": maps, "mask_file": mask_img}, resampling_target,
                          ("data", "mask", "maps", None))
+    _check_not_resampled(grids, masked, resampling_target)
     if same_grid(maps.shape, maps.affine, grids.shape, grids.affine):
         maps_data = np.asanyarray(maps.dataobj)
     else:
@@ -388,7 +426,7 @@ def maps_masker(
     sigma = fwhm_to_sigma(fwhm, grids.affine) if fwhm is not None else None
     signals = _extract(img, indices, regions.voxel_index, lambda b: maps_signals(b, regions),
                        regions.n_maps, grids=grids, sigma=sigma, out_dtype=out_dtype, name=name,
-                       n_threads=n_threads)
+                       n_threads=n_threads, masked=masked)
     return _finish(signals, map_names, np.arange(regions.n_maps), sizes, coverage, indices,
                    min_coverage=min_coverage, drop_empty=drop_empty, clean_args=clean_args)
 
@@ -398,7 +436,7 @@ def spheres_masker(
     mask: ImageLike | None = None, allow_overlap: bool = False,
     names: Sequence[str] | None = None, smoothing_fwhm: Fwhm = None, volumes=None,
     dtype: DTypeLike = np.float32, clean_args: dict[str, Any] | None = None,
-    name: str = "in_file", n_threads: int | None = None,
+    name: str = "in_file", n_threads: int | None = None, masked: MaskedRun | None = None,
 ) -> RegionSignals:
     """nilearn's ``NiftiSpheresMasker(...).fit_transform``: the mean of each sphere's voxels.
 
@@ -406,7 +444,7 @@ def spheres_masker(
     sphere's voxels kept by the mask. The other parameters are :func:`labels_masker`'s.
     """
     img, indices, fwhm, out_dtype, clean_args = _prepare(img, volumes, smoothing_fwhm, dtype,
-                                                         clean_args, name)
+                                                         clean_args, name, masked)
     shape = tuple(img.shape[:3])
     mask_data = mask_on_grid(mask, img.affine, shape)
     try:
@@ -424,9 +462,17 @@ def spheres_masker(
     signals = _extract(img, indices, regions.voxel_index, lambda b: spheres_signals(b, regions),
                        regions.n_seeds, grids=_Grids(img.affine, shape, None), sigma=sigma,
                        out_dtype=out_dtype, name=name,
-                       n_threads=n_threads)
+                       n_threads=n_threads, masked=masked)
     return _finish(signals, seed_names, np.arange(regions.n_seeds), regions.sizes, coverage,
                    indices, min_coverage=None, drop_empty=False, clean_args=clean_args)
+
+
+def _check_not_resampled(grids: _Grids, masked: MaskedRun | None, target) -> None:
+    if masked is not None and grids.data_target is not None:
+        raise ValueError(
+            f"resampling_target={target!r} resamples in_file's volumes onto another grid, "
+            "which its masked rows (masked_file) cannot give; expected resampling_target="
+            "'data' (or leave masked_file unset)")
 
 
 def _check_names(names: Sequence[str], n: int, what: str) -> None:

@@ -165,6 +165,21 @@ def epi_mask_from_mean(
 
     The mean is first smoothed by one voxel FWHM when ``opening`` is set, as nilearn does.
     """
+    mean, threshold = epi_threshold(mean, lower_cutoff=lower_cutoff, upper_cutoff=upper_cutoff,
+                                    opening=opening, exclude_zeros=exclude_zeros,
+                                    ensure_finite=ensure_finite)
+    return post_process_mask(
+        mean >= threshold, opening=opening, connected=connected,
+        empty_hint="Are you sure that input data are EPI images, not detrended?",
+    )
+
+
+def epi_threshold(
+    mean: NDArray, *, lower_cutoff: float = 0.2, upper_cutoff: float = 0.85,
+    opening: int | bool = 2, exclude_zeros: bool = False, ensure_finite: bool = True,
+) -> tuple[NDArray, float]:
+    """:func:`epi_mask_from_mean`'s threshold, and the mean it applies to (a smoothed copy
+    when ``opening``)."""
     if not 0 <= lower_cutoff < upper_cutoff <= 1:
         raise ValueError(
             f"mask_args: lower_cutoff ({lower_cutoff}) and upper_cutoff ({upper_cutoff}) must "
@@ -194,11 +209,7 @@ def epi_mask_from_mean(
             f"histogram range among {values.size} voxels"
         )
     gap = (values[lower + 1: upper + 1] - values[lower:upper]).argmax()
-    threshold = 0.5 * (values[gap + lower] + values[gap + lower + 1])
-    return post_process_mask(
-        mean >= threshold, opening=opening, connected=connected,
-        empty_hint="Are you sure that input data are EPI images, not detrended?",
-    )
+    return mean, 0.5 * (values[gap + lower] + values[gap + lower + 1])
 
 
 def brain_mask_for_grid(
@@ -480,7 +491,7 @@ def flat_indices(mask: NDArray[np.bool_]) -> NDArray[np.intp]:
 __all__ = [
     "MASK_STRATEGIES", "MaskError", "MeanVolume", "background_mask_from_mean",
     "brain_mask_for_grid", "check_mask_strategy", "check_same_grid", "compute_mask",
-    "compute_multi_mask", "epi_mask_from_mean", "flat_indices",
+    "compute_multi_mask", "epi_mask_from_mean", "epi_threshold", "flat_indices",
     "intersect_masks", "largest_connected_component", "load_mask", "mean_volume",
     "post_process_mask", "strategy_args", "unmask",
 ]

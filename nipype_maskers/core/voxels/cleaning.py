@@ -25,6 +25,7 @@ from ..io.streaming import blas_threads, check_threads
 from ..signal.cleaning import clean
 from ..signal.inputs import as_confounds, check_options, check_sample_mask, split_runs
 from ..spatial.masking import flat_indices, load_mask
+from .masked_run import MaskedRun
 from .masker import check_dtype, mask_volumes
 
 __all__ = [
@@ -112,6 +113,7 @@ def clean_masked(
     clean_args: dict[str, Any] | None = None,
     dtype: DTypeLike = np.float32,
     n_threads: int | None = None,
+    masked: MaskedRun | None = None,
 ) -> CleanedSignals:
     """Mask a 4D image and clean the voxel time series, without building 4D arrays.
 
@@ -131,6 +133,9 @@ def clean_masked(
     n_threads : int, optional
         Threads for reading (:func:`~nipype_maskers.core.voxels.masker.mask_volumes`) and for
         BLAS in the cleaning.
+    masked : MaskedRun, optional
+        ``img``'s volumes already read in ``mask`` (unsmoothed): its rows are cleaned instead
+        of streaming ``img`` again (same numbers, bit for bit); ``img`` gives the header.
 
     Returns
     -------
@@ -150,8 +155,16 @@ def clean_masked(
     binary, affine = load_mask(mask, name="mask_file")
     if clean_args is not None:
         check_clean_args(clean_args, n_volumes(img))
-    signals = mask_volumes(img, new_img_like(None, binary.astype(np.int8), affine),
-                           dtype=out_dtype, n_threads=n_threads).signals
+    if masked is not None:
+        masked.check_source(img)
+        masked.check_smoothing(None)
+        if not np.array_equal(masked.mask, binary):
+            raise ValueError("mask_file: not the mask of masked_file's rows; expected the mask "
+                             "they were read in (NiftiMasker's mask_file)")
+        signals = masked.take(np.arange(masked.n_volumes)).astype(out_dtype, copy=False)
+    else:
+        signals = mask_volumes(img, new_img_like(None, binary.astype(np.int8), affine),
+                               dtype=out_dtype, n_threads=n_threads).signals
     if clean_args is not None:
         with blas_threads(check_threads(n_threads)):
             signals = clean(signals, **clean_args, copy=False)

@@ -8,6 +8,7 @@ of the preallocated output, so peak memory is the output matrix plus a few volum
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -18,29 +19,39 @@ from numpy.typing import DTypeLike, NDArray
 from ..io.images import (
     ImageError,
     ImageLike,
+    compute_dtype,
     load_img,
     n_volumes,
+    natural_dtype,
     new_img_like,
     same_grid,
+    warn_nonfinite,
 )
 from ..io.streaming import (
     Grid,
+    _VolumeToRow,
     blas_threads,
     check_threads,
     data_range,
+    gathered_box,
+    map_volumes,
     prefaulted_empty,
     stream_rows,
 )
+from ..io.volumes import iter_volumes
 from ..io.volumes import resolve_volumes
 from ..signal.cleaning import clean
 from ..spatial.masking import (
     MaskError,
     MeanVolume,
+    border_values,
     check_same_grid,
     compute_mask,
+    epi_threshold,
     flat_indices,
     load_mask,
     mean_volume,
+    strategy_args,
 )
 from ..spatial.smoothing import Fwhm, check_fwhm, fwhm_to_sigma
 
@@ -51,6 +62,7 @@ class MaskedSignals(NamedTuple):
     signals: NDArray          #: (n_volumes, n_voxels), the mask's voxels in C order
     mask: nib.Nifti1Image     #: the mask actually used, on the output grid
     volumes: NDArray[np.intp]  #: the indices of the input volumes, one per row
+    unsmoothed: NDArray | None = None  #: ``signals`` before smoothing (``keep_unsmoothed``)
 
 
 def check_dtype(dtype: DTypeLike, *, name: str = "dtype") -> np.dtype:
@@ -124,16 +136,17 @@ def prepare_mask(
     target_shape: Sequence[int] | None = None,
     name: str = "in_file",
     n_threads: int = 2,
+    mean: MeanVolume | None = None,
 ) -> tuple[nib.Nifti1Image, MeanVolume | None]:
     """The mask NiftiMasker would use, on the output grid, and the mean if one was computed.
 
     A given mask is validated; a computed one uses ``mask_strategy`` on the selected volumes
     in the image's own space. Either is then resampled (nearest) to ``target_affine`` /
-    ``target_shape`` as ``NiftiMasker.fit`` does.
+    ``target_shape`` as ``NiftiMasker.fit`` does. ``mean``: the selected volumes' mean,
+    when already computed.
     """
-    mean = None
     if mask is None:
-        if not mask_strategy.endswith("-template"):
+        if mean is None and not mask_strategy.endswith("-template"):
             mean = mean_volume(img, volumes, name=name, n_threads=n_threads)
         mask_img = compute_mask(img, mask_strategy, mask_args=mask_args, name=name, mean=mean)
     else:
@@ -168,6 +181,7 @@ def mask_volumes(
     clean_args: dict[str, Any] | None = None,
     name: str = "in_file",
     n_threads: int | None = None,
+    keep_unsmoothed: bool = False,
 ) -> MaskedSignals:
     """NiftiMasker's ``fit_transform``: volumes to masked (and cleaned) rows.
 
@@ -199,6 +213,10 @@ def mask_volumes(
         Threads that read, resample and smooth volumes side by side; None: the CPUs this
         process may use, at most 4 (:func:`~nipype_maskers.core.io.streaming.default_threads`).
         1 keeps everything in the calling thread (one CPU, for running beside other jobs).
+    keep_unsmoothed : bool
+        With ``smoothing_fwhm`` (and neither target grid nor ``clean_args``), also return
+        the rows before smoothing (``unsmoothed``), from the same read: for a run that some
+        steps take smoothed and others not.
 
     Returns
     -------
@@ -223,14 +241,28 @@ def mask_volumes(
         raise ImageError(
             f"volumes: {name} is a 3D image (one volume); a volume selection needs a 4D image"
         )
+    keep_unsmoothed = keep_unsmoothed and fwhm is not None
+    if keep_unsmoothed and (clean_args or target_affine is not None
+                            or target_shape is not None):
+        raise ValueError("keep_unsmoothed: the rows before smoothing are kept without "
+                         "cleaning or target grid; expected neither")
     indices = resolve_volumes(volumes, n_volumes(img), name="volumes")
     if indices.size == 0:
         raise ValueError("volumes: the selection is empty; select at least one volume")
     clean_args = select_clean_args(clean_args, indices, n_volumes(img))
+    mean = None
+    if (mask is None and not mask_strategy.endswith("-template") and len(img.shape) == 4
+            and target_affine is None and target_shape is None):
+        once = _mask_in_one_pass(img, indices, mask_strategy, mask_args, fwhm, out_dtype,
+                                 name=name, n_threads=n_threads,
+                                 keep_unsmoothed=keep_unsmoothed)
+        if isinstance(once, MaskedSignals):
+            return _cleaned(once, clean_args, n_threads)
+        mean = once  # the mask reached beyond the gathered voxels: a second pass
     mask_img, mean = prepare_mask(
         img, mask, indices, mask_strategy=mask_strategy, mask_args=mask_args,
         target_affine=target_affine, target_shape=target_shape, name=name,
-        n_threads=n_threads,
+        n_threads=n_threads, mean=mean,
     )
     target = _target_grid(img, target_affine, target_shape)
     grid_affine, grid_shape = target if target else (img.affine, img.shape[:3])
@@ -250,16 +282,139 @@ def mask_volumes(
     grid = Grid(*target) if target is not None else None
     clip_at_end = grid is not None and clip_range is None
     observed = [np.inf, -np.inf]
+    unsmoothed = (prefaulted_empty(signals.shape, out_dtype) if keep_unsmoothed else None)
     for positions, row in stream_rows(img, indices, flat_indices(binary), target=grid,
                                       sigma=sigma, clip_range=clip_range,
                                       observed_range=observed if clip_at_end else None,
-                                      n_threads=n_threads, name=name):
+                                      n_threads=n_threads, name=name,
+                                      keep_unsmoothed=keep_unsmoothed):
+        if unsmoothed is not None:
+            row, before = row
+            unsmoothed[positions] = before
         for position in positions:
             signals[position] = row
     if clip_at_end:
         np.clip(signals, min(observed[0], 0), max(observed[1], 0), out=signals)
-    if clean_args:
-        with blas_threads(n_threads):
-            signals = clean(signals, copy=False, **clean_args)
-        indices = kept_volumes(indices, clean_args)
-    return MaskedSignals(signals, mask_img, indices)
+    return _cleaned(MaskedSignals(signals, mask_img, indices, unsmoothed), clean_args,
+                    n_threads)
+
+
+def _cleaned(masked: MaskedSignals, clean_args: dict[str, Any] | None, n_threads: int
+             ) -> MaskedSignals:
+    """The rows cleaned in place (``clean_args``), and the volumes kept."""
+    if not clean_args:
+        return masked
+    with blas_threads(n_threads):
+        signals = clean(masked.signals, copy=False, **clean_args)
+    return MaskedSignals(signals, masked.mask, kept_volumes(masked.volumes, clean_args))
+
+
+def _candidate_voxels(img, first: int, strategy: str, mask_args, *, name: str
+                      ) -> NDArray[np.bool_] | None:
+    """Where the mask of the run's mean will lie, guessed from one volume, cheaply.
+
+    'epi': the voxels above 0.8 times that volume's own threshold (taken on every second
+    voxel); 'background': the voxels that differ from its border's median. Then widened
+    by twice the mask's opening plus two voxels (the opening's dilation reaches that far).
+    None: no guess (the caller reads the run twice).
+    """
+    args = strategy_args(strategy, mask_args)
+    (_, volume), = iter_volumes(img, [first], dtype=compute_dtype(img), name=name,
+                                n_threads=1)
+    volume = np.where(np.isfinite(volume), volume, 0)
+    try:
+        if strategy == "epi":
+            epi_args = {k: v for k, v in args.items() if k != "connected"}
+            _, threshold = epi_threshold(volume[::2, ::2, ::2], **{**epi_args, "opening": 0})
+            guess = volume >= 0.8 * threshold if threshold > 0 else volume != 0
+        else:
+            guess = volume != np.median(border_values(volume, args["border_size"]))
+    except (MaskError, ValueError):
+        return None
+    if not guess.any():
+        return None
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(guess, iterations=2 * int(args.get("opening") or 0) + 2)
+
+
+class _MeanAndRow:
+    """One volume -> (a copy for the mean, in the data's own dtype; its gathered row)."""
+
+    def __init__(self, work_dtype: np.dtype, to_row: _VolumeToRow) -> None:
+        self.work_dtype, self.to_row = work_dtype, to_row
+
+    def __call__(self, volume: NDArray):
+        for_mean = np.array(volume, order="F")  # the row's work below happens in place
+        if volume.dtype != self.work_dtype:  # what a pass in the work dtype would read
+            volume = volume.astype(self.work_dtype, order="F")
+        row, _, nonfinite = self.to_row(volume)
+        return for_mean, row, nonfinite
+
+
+def _mask_in_one_pass(img, indices: NDArray[np.intp], strategy: str, mask_args, fwhm,
+                      out_dtype: np.dtype, *, name: str, n_threads: int,
+                      keep_unsmoothed: bool = False) -> MaskedSignals | MeanVolume:
+    """A mask computed from the run's mean, and the masked rows, from one decompression.
+
+    The mask needs the mean of every volume before a voxel can be chosen. So the pass that
+    adds up the mean also gathers the voxels where the mask will lie, guessed from the first
+    volume (:func:`_candidate_voxels`, a margin around that volume's own mask); once the
+    mask is known, its columns are taken from those rows. The numbers are those of two
+    passes (the same mean, summed in the same order as :func:`mean_volume`; the same rows).
+    When the mask reaches a voxel outside the guess, the mean is returned for a second pass.
+    Memory: the guessed voxels' rows (about the output's size), one volume per thread.
+    """
+    candidates = _candidate_voxels(img, int(indices.min()), strategy, mask_args, name=name)
+    natural = natural_dtype(img)
+    accumulate = np.dtype(np.float32) if natural == np.float32 else np.dtype(np.float64)
+    total = np.zeros(img.shape[:3], dtype=accumulate, order="F")
+    if candidates is None:
+        return mean_volume(img, indices, name=name, n_threads=n_threads)
+    gather = flat_indices(candidates)
+    sigma = fwhm_to_sigma(fwhm, img.affine) if fwhm is not None else None
+    needed = gathered_box(gather, img.shape[:3]) if sigma is not None else None
+    work = compute_dtype(img)
+    process = _MeanAndRow(work, _VolumeToRow(img.affine, gather, None, sigma, needed, None,
+                                              False, None, keep_unsmoothed))
+    rows = prefaulted_empty((indices.size, gather.size), work)
+    before = prefaulted_empty(rows.shape, work) if keep_unsmoothed else None
+    nonfinite_voxels = np.zeros(img.shape[:3], dtype=bool)
+    nonfinite_values = 0
+    with blas_threads(1):
+        for positions, (for_mean, row, nonfinite) in map_volumes(
+                img, indices, process, dtype=natural, n_threads=n_threads, name=name):
+            if before is not None:
+                row, unsmoothed_row = row
+                before[positions] = unsmoothed_row
+            for position in positions:
+                total += for_mean
+                rows[position] = row
+            if nonfinite is not None:
+                nonfinite_values += int(np.count_nonzero(nonfinite))
+                nonfinite_voxels |= nonfinite
+    total /= accumulate.type(indices.size)
+    mean = MeanVolume(total, np.nan, np.nan)  # the data range is for resampling: none here
+    mask_img = compute_mask(img, strategy, mask_args=mask_args, name=name, mean=mean)
+    binary = np.asanyarray(mask_img.dataobj) != 0
+    column_of = np.full(binary.size, -1, dtype=np.intp)
+    column_of[gather] = np.arange(gather.size)
+    columns = column_of[flat_indices(binary)]
+    if (columns < 0).any():
+        return mean
+    warn_nonfinite(name, nonfinite_voxels, nonfinite_values)
+    return MaskedSignals(_keep_columns(rows, columns, out_dtype), mask_img, indices,
+                         None if before is None else _keep_columns(before, columns, out_dtype))
+
+
+def _keep_columns(rows: NDArray, columns: NDArray[np.intp], dtype: np.dtype) -> NDArray:
+    """``rows[:, columns]`` in ``dtype``, for increasing ``columns``: in place (row ``i``
+    moves to the front of the buffer, never over a row still to move) when the dtype stays,
+    so that memory holds one matrix, not two."""
+    if rows.dtype != dtype:
+        return rows.take(columns, axis=1).astype(dtype)
+    n_rows, width = rows.shape[0], columns.size
+    flat = rows.reshape(-1)
+    for i in range(n_rows):
+        flat[i * width:(i + 1) * width] = rows[i].take(columns)  # take copies first
+    return flat[: n_rows * width].reshape(n_rows, width)
