@@ -194,11 +194,20 @@ class NpyRows:
                              f"{self.end} bytes)")
 
     def __getitem__(self, rows: slice) -> NDArray:
+        return self.read(rows)
+
+    def read(self, rows: slice, out: NDArray | None = None) -> NDArray:
+        """Rows ``rows`` (consecutive), into ``out`` when given (a buffer to reuse: the
+        first rows of it are filled and returned)."""
         start, stop, step = rows.indices(self.shape[0])
         if step != 1:
             raise IndexError("NpyRows reads consecutive rows only")
-        # a whole matrix at once is large: its pages mapped up front (see prefaulted_empty)
-        out = prefaulted_empty((max(stop - start, 0), self.shape[1]), self.dtype)
+        n_rows = max(stop - start, 0)
+        if out is None:
+            # a whole matrix at once is large: its pages mapped up front (prefaulted_empty)
+            out = prefaulted_empty((n_rows, self.shape[1]), self.dtype)
+        else:
+            out = out[:n_rows]
         with open(self.path, "rb", buffering=0) as stream:
             stream.seek(self.offset + start * self.row_bytes)
             view, got = memoryview(out).cast("B"), 0

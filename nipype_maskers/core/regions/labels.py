@@ -269,6 +269,17 @@ def _median(values: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.nda
     return out
 
 
+def _rows_reduceat(ufunc: np.ufunc, arr: np.ndarray, starts: np.ndarray, dtype=None
+                   ) -> np.ndarray:
+    """``ufunc.reduceat(arr, starts, axis=1)``, one row at a time: numpy's reduceat along
+    the last axis of a 2D array is several times slower than on each row (measured 7x for
+    a 400-region atlas), and a row's segments are the same sums either way."""
+    out = np.empty((arr.shape[0], starts.size), dtype=dtype or arr.dtype)
+    for row, values in zip(out, arr, strict=True):
+        ufunc.reduceat(values, starts, dtype=dtype, out=row)
+    return out
+
+
 def labels_signals(
     values: ArrayLike, regions: LabelRegions, strategy: Strategy = "mean"
 ) -> NDArray[np.floating]:
@@ -323,11 +334,11 @@ def labels_signals(
     if strategy == "median":
         reduced = _median(arr, starts, sizes)
     elif strategy == "minimum":
-        reduced = np.minimum.reduceat(arr, starts, axis=1)
+        reduced = _rows_reduceat(np.minimum, arr, starts)
     elif strategy == "maximum":
-        reduced = np.maximum.reduceat(arr, starts, axis=1)
+        reduced = _rows_reduceat(np.maximum, arr, starts)
     else:
-        reduced = np.add.reduceat(arr, starts, axis=1, dtype=np.float64)
+        reduced = _rows_reduceat(np.add, arr, starts, dtype=np.float64)
         if strategy != "sum":
             reduced /= sizes
         if strategy in ("variance", "standard_deviation"):

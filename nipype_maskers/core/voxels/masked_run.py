@@ -106,18 +106,27 @@ class MaskedRun:
         order = np.argsort(volumes, kind="stable")
         wanted, starts = np.unique(volumes[order], return_index=True)
         groups = np.split(order, starts[1:]) if wanted.size else []
+        # a reader of a file of rows reads each block into one buffer, reused
+        reusable = getattr(self.rows, "read", None)
+        buffer = (np.empty((min(block_rows, wanted.size), self.rows.shape[1]),
+                           dtype=self.rows.dtype) if reusable and wanted.size else None)
         for first in range(0, wanted.size, block_rows):
             chosen = wanted[first:first + block_rows]
-            yield groups[first:first + block_rows], self.take(chosen, columns)
+            yield groups[first:first + block_rows], self.take(chosen, columns, buffer=buffer)
 
-    def take(self, volumes: NDArray[np.intp], columns: NDArray[np.intp] | None = None
-             ) -> NDArray:
-        """The rows of ``volumes`` (ascending), all columns or ``columns``; a new array."""
+    def take(self, volumes: NDArray[np.intp], columns: NDArray[np.intp] | None = None, *,
+             buffer: NDArray | None = None) -> NDArray:
+        """The rows of ``volumes`` (ascending), all columns or ``columns``; a new array.
+        ``buffer``: where a reader of a file of rows may read them first (with ``columns``)."""
         rows: list[NDArray] = []
         # consecutive volumes are one slice: one read of a file of rows
         breaks = np.flatnonzero(np.diff(volumes) != 1) + 1
         for run in np.split(volumes, breaks):
-            part = self.rows[int(run[0]):int(run[-1]) + 1]
+            span = slice(int(run[0]), int(run[-1]) + 1)
+            if columns is not None and buffer is not None:
+                part = self.rows.read(span, out=buffer)
+            else:
+                part = self.rows[span]
             if columns is not None:
                 rows.append(np.asarray(part).take(columns, axis=1))
             else:  # a slice of an array is a view: the caller may work in place
