@@ -5,14 +5,16 @@
 grayordinates) and can also write the ``.ptseries.nii``; :class:`CiftiMapsMasker` fits
 ``.dscalar.nii`` maps by least squares. Both write ``out_file`` and ``regions_file`` as the
 volume region maskers do, with the kept vertex and subcortical voxel counts of each region.
+:class:`CiftiMasker` reads a run once into a matrix that both take as ``masked_file``.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-from nipype.interfaces.base import File, SimpleInterface, traits
+from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, isdefined, traits
 
 from ..core.io.hashing import hash_reads
 from ..core.io.tables import format_table
@@ -28,7 +30,7 @@ from .base import (
     defined,
     parse_volumes,
 )
-from .io import output_path
+from .io import output_path, read_masked_matrix, save_masked_matrix
 from .regions import REGIONS_COLUMNS, _RegionMaskerOutputSpec, _with_censored_rows
 
 #: ``regions_file``'s columns: the volume maskers' (``voxel_count`` counts the grayordinates
@@ -39,6 +41,14 @@ CIFTI_REGIONS_COLUMNS = (*REGIONS_COLUMNS, "vertex_count", "subcortical_voxel_co
 _T_R_SOURCE = "CIFTI SeriesAxis"
 
 
+#: The ``masked_file`` input of the CIFTI region maskers.
+MASKED_SERIES_DESC = (
+    "in_file already read: CiftiMasker's out_file of in_file. Its rows are read (into "
+    "memory: the whole matrix) instead of reading and hashing in_file again: the same "
+    "numbers, bit for bit. in_file's header still gives the grayordinates, the TR and the "
+    "output names")
+
+
 class _CiftiMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin,
                             RegionExtractionSpecMixin):
     in_file = File(exists=True, mandatory=True,
@@ -46,6 +56,7 @@ class _CiftiMaskerInputSpec(MaskersInputSpec, CleanSpecMixin, CensoredSpecMixin,
     min_coverage = traits.Range(
         0.0, 1.0, desc="regions with a smaller fraction of their grayordinates kept become n/a"
     )
+    masked_file = File(exists=True, desc=MASKED_SERIES_DESC)
 
 
 class _CiftiLabelsInputSpec(_CiftiMaskerInputSpec):
@@ -86,11 +97,13 @@ class _CiftiMasker(SimpleInterface):
                                                  header_t_r=cifti_files.series_t_r(img))
         if provenance.get("RepetitionTimeSource") == "NIfTI header":
             provenance["RepetitionTimeSource"] = _T_R_SOURCE
+        data, masked_sha256 = _masked_series(self.inputs, img)
         common = {"volumes": parse_volumes(defined(self.inputs.volumes)),
                   "dtype": self.inputs.dtype, "clean_args": clean_args,
                   "min_coverage": defined(self.inputs.min_coverage),
-                  "drop_empty": self.inputs.drop_empty}
-        with hash_reads(self.inputs.in_file) as digest:  # hashed from the maskers' own read
+                  "drop_empty": self.inputs.drop_empty, "data": data}
+        # hashed from the maskers' own read; the matrix has the digest from its own read
+        with nullcontext() if data is not None else hash_reads(self.inputs.in_file) as digest:
             found = self._extract(img, common)
         result = found.regions
         signals, volumes = result.signals, result.volumes
@@ -118,11 +131,26 @@ class _CiftiMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
-        self._results["in_file_sha256"] = digest.hexdigest()
+        self._results["in_file_sha256"] = masked_sha256 or digest.hexdigest()
         return runtime
 
     def _ptseries(self, found, signals, t_r):
         return None
+
+
+def _masked_series(inputs, img) -> tuple[np.ndarray | None, str | None]:
+    """CiftiMasker's matrix of ``in_file`` as the maskers' ``data``, and ``in_file``'s digest
+    from the matrix's trailer; (None, None) without ``masked_file``. See
+    :func:`~.io.read_masked_matrix` for what is refused."""
+    if not isdefined(inputs.masked_file):
+        return None, None
+    rows, fields, mask = read_masked_matrix(inputs.masked_file, inputs.in_file,
+                                            writer="CiftiMasker")
+    if mask is not None:
+        raise ValueError(f"masked_file: {int(mask.sum())} of {mask.size} columns kept by a "
+                         "mask; expected CiftiMasker's matrix of every grayordinate")
+    return (cifti_maskers.series_from_rows(img, rows, name="in_file"),
+            str(fields["SourceSHA256"]))
 
 
 class CiftiLabelsMasker(_CiftiMasker):
@@ -155,6 +183,44 @@ class CiftiMapsMasker(_CiftiMasker):
 
     def _extract(self, img, common):
         return cifti_maskers.cifti_maps_masker(img, self.inputs.maps_file, **common)
+
+
+class _CiftiReadInputSpec(MaskersInputSpec):
+    in_file = File(exists=True, mandatory=True,
+                   desc="dense time series (.dtseries.nii: time points x grayordinates)")
+
+
+class _CiftiReadOutputSpec(TraitedSpec):
+    out_file = File(desc="(time points x grayordinates) matrix, .npy, every grayordinate in "
+                    "the file's order, in the data's precision (integers as float64); after "
+                    "the array (numpy.load stops before it) the file describes the run it "
+                    "holds, for the CIFTI maskers that take it as masked_file")
+    in_file_sha256 = traits.Str(
+        desc="SHA-256 (hex) of in_file's bytes, computed while it was read (no second read)")
+
+
+class CiftiMasker(SimpleInterface):
+    """A ``.dtseries.nii`` read once: its (time points x grayordinates) matrix.
+
+    CiftiLabelsMasker and CiftiMapsMasker take it as ``masked_file`` and read its rows
+    instead of reading and hashing the run again (a 91k run's SHA-256 is a large part of
+    their time): one read per run whatever the number of atlases. No cleaning, no
+    selection: the matrix stands for the run itself.
+    """
+
+    input_spec = _CiftiReadInputSpec
+    output_spec = _CiftiReadOutputSpec
+
+    def _run_interface(self, runtime):
+        source = self.inputs.in_file
+        with hash_reads(source) as digest:  # fed by the matrix's own read of the file
+            matrix = cifti_maskers.series_matrix(source, name="in_file")
+        self._results["in_file_sha256"] = digest.hexdigest()
+        out = output_path(source, runtime.cwd, suffix="signals", extension=".npy")
+        self._results["out_file"] = str(save_masked_matrix(
+            matrix, out, mask=None, affine=None, source=source,
+            source_sha256=self._results["in_file_sha256"]))
+        return runtime
 
 
 #: File names of CIFTI-2 files (SignalsToImage sends these atlases here).

@@ -220,11 +220,11 @@ class NpyRows:
         return out
 
 
-def _masked_trailer(rows: NpyRows) -> tuple[dict, NDArray[np.bool_] | None]:
+def _masked_trailer(rows: NpyRows, writer: str) -> tuple[dict, NDArray[np.bool_] | None]:
     """The JSON block and the mask that :func:`save_masked_matrix` put after the array."""
     not_ours = ValueError(
-        f"masked_file '{rows.path}': a .npy without NiftiMasker's description of the run it "
-        "holds; expected NiftiMasker's out_file (written since version 0.2)")
+        f"masked_file '{rows.path}': a .npy without {writer}'s description of the run it "
+        f"holds; expected {writer}'s out_file (written since version 0.2)")
     with open(rows.path, "rb") as stream:
         size = stream.seek(0, os.SEEK_END)
         if size < rows.end + 16:
@@ -257,7 +257,7 @@ def read_masked_matrix(masked_file: str | os.PathLike, source, *, writer: str = 
     ``writer`` names the interface that writes such matrices, for the messages.
     """
     rows = NpyRows(masked_file)
-    fields, mask = _masked_trailer(rows)
+    fields, mask = _masked_trailer(rows, writer)
     facts = _source_facts(source)
     if (fields["Source"], fields["SourceSize"], fields["SourceModified"]) != facts:
         raise ValueError(
@@ -267,7 +267,7 @@ def read_masked_matrix(masked_file: str | os.PathLike, source, *, writer: str = 
     for key, problem in (("Cleaned", "cleaned rows"), ("Resampled", "rows resampled onto "
                                                                     "a target grid")):
         if fields[key]:
-            raise ValueError(f"masked_file: {problem}; expected NiftiMasker's plain matrix "
+            raise ValueError(f"masked_file: {problem}; expected {writer}'s plain matrix "
                              "(no cleaning, no target grid)")
     if not fields["AllVolumes"]:
         raise ValueError("masked_file: a selection of volumes; expected every volume (no "

@@ -38,7 +38,7 @@ from .base import (
     defined,
     parse_volumes,
 )
-from .io import output_path, save_npy
+from .io import output_path, read_masked_matrix, save_masked_matrix
 from .regions import _expected_names, _with_censored_rows
 
 #: The columns of a surface region masker's ``regions_file``.
@@ -96,29 +96,63 @@ def _pair(value):
     return None if not isdefined(value) else list(value)
 
 
+#: The ``masked_file`` input of the GIFTI region maskers.
+MASKED_PAIR_DESC = (
+    "in_file already read: SurfaceMasker's out_file of in_file (all_vertices=True, "
+    "dtype='auto', no cleaning, every volume). Its rows are read instead of decoding the "
+    "pair again: the same numbers, bit for bit. in_file's headers (first data arrays) still "
+    "give the sizes, the TimeStep and the output names")
+
+
+class _SurfaceMaskerInputSpec(_SurfaceInputSpec):
+    dtype = traits.Enum(
+        "float32", "float64", "auto", usedefault=True,
+        desc="output matrix dtype; 'auto': the pair's precision (float64 data stay float64, "
+        "else float32), what masked_file readers expect")
+    all_vertices = traits.Bool(
+        False, usedefault=True,
+        desc="keep every vertex, finite or not, instead of nilearn's computed mask (not with "
+        "mask_file): the pair read once, for the region maskers' masked_file")
+
+
 class _SurfaceMaskerOutputSpec(_SurfaceOutputSpec):
-    out_file = File(desc=".npy float32/float64, volumes x vertices in the mask, left then right")
+    out_file = File(desc=".npy float32/float64, volumes x vertices in the mask, left then "
+                    "right; after the array (numpy.load stops before it) the file describes "
+                    "the pair it holds, for the region maskers that take it as masked_file")
     mask_file = traits.List(File(), desc="[hemi-L, hemi-R] the masks used (.shape.gii, 0/1)")
+
+
+def _auto_dtype(series) -> np.dtype:
+    """'auto': the precision the region maskers compute the pair's values in (float16 data
+    become float32, exactly)."""
+    return np.result_type(series.dtype, np.float32)
 
 
 class SurfaceMasker(SimpleInterface):
     """nilearn's ``SurfaceMasker.fit_transform``: the vertex time series of a GIFTI pair.
 
     Without ``mask_file`` the vertices whose values are finite in every volume are kept
-    (nilearn's computed mask); ``mask_file`` (output) holds the masks used either way.
+    (nilearn's computed mask; ``all_vertices``: every vertex); ``mask_file`` (output) holds
+    the masks used either way.
+
+    The matrix is also the pair read once for the region maskers: with ``all_vertices``,
+    ``dtype='auto'``, no cleaning and every volume, SurfaceLabelsMasker and SurfaceMapsMasker
+    take it as ``masked_file`` and read its rows instead of decoding the pair again (base64,
+    zlib and XML: most of a GIFTI masker's time). The file says what it holds after the array.
     """
 
-    input_spec = _SurfaceInputSpec
+    input_spec = _SurfaceMaskerInputSpec
     output_spec = _SurfaceMaskerOutputSpec
 
     def _run_interface(self, runtime):
         with ExitStack() as stack:
             digests = _hash_pair(stack, self.inputs.in_file)
             series, clean_args, provenance = _open_series(self.inputs)
+            dtype = _auto_dtype(series) if self.inputs.dtype == "auto" else self.inputs.dtype
             result = gifti_maskers.surface_masker(
                 series, mask=_pair(self.inputs.mask_file),
-                volumes=parse_volumes(defined(self.inputs.volumes)), dtype=self.inputs.dtype,
-                clean_args=clean_args,
+                volumes=parse_volumes(defined(self.inputs.volumes)), dtype=dtype,
+                clean_args=clean_args, all_vertices=self.inputs.all_vertices,
             )
         signals, volumes = result.signals, result.volumes
         if self.inputs.censored == "nan":
@@ -131,13 +165,17 @@ class SurfaceMasker(SimpleInterface):
         mask_paths = [output_path(path, runtime.cwd, suffix="mask", extension=".shape.gii")
                       for path in self.inputs.in_file]
         out = output_path(source, runtime.cwd, hemi=None, suffix="signals", extension=".npy")
+        self._results["in_file_sha256"] = [digest.hexdigest() for digest in digests]
         self._results["mask_file"] = [str(write_bytes(img.to_xml(), path))
                                       for img, path in zip(masks, mask_paths, strict=True)]
-        self._results["out_file"] = str(save_npy(signals, out))
+        self._results["out_file"] = str(save_masked_matrix(
+            signals, out, mask=None if result.mask.all() else result.mask, affine=None,
+            source=list(self.inputs.in_file), source_sha256=self._results["in_file_sha256"],
+            all_volumes=np.array_equal(volumes, np.arange(series.n_volumes)),
+            cleaned=bool(clean_args)))
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
-        self._results["in_file_sha256"] = [digest.hexdigest() for digest in digests]
         return runtime
 
 
@@ -154,6 +192,23 @@ class _SurfaceRegionsInputSpec(_SurfaceInputSpec):
         False, usedefault=True,
         desc="drop empty regions' columns, as nilearn does (default: keep them as n/a)",
     )
+    masked_file = File(exists=True, desc=MASKED_PAIR_DESC)
+
+
+def _masked_pair(inputs) -> tuple[object | None, list[str] | None]:
+    """SurfaceMasker's matrix of the pair (its rows, on demand) and the pair's digests from
+    its trailer, or (None, None) without ``masked_file``; a matrix of some vertices only is
+    refused (see :func:`~.io.read_masked_matrix` for the other refusals)."""
+    if not isdefined(inputs.masked_file):
+        return None, None
+    rows, fields, mask = read_masked_matrix(inputs.masked_file, list(inputs.in_file),
+                                            writer="SurfaceMasker")
+    if mask is not None:
+        raise ValueError(
+            f"masked_file: {int(mask.sum())} of the pair's {mask.size} vertices (a mask_file, "
+            "or nilearn's computed mask dropped non-finite vertices); expected every vertex "
+            "(SurfaceMasker with all_vertices=True)")
+    return rows, [str(digest) for digest in fields["SourceSHA256"]]
 
 
 class _SurfaceRegionMasker(SimpleInterface):
@@ -166,9 +221,14 @@ class _SurfaceRegionMasker(SimpleInterface):
         raise NotImplementedError
 
     def _run_interface(self, runtime):
+        rows, masked_digests = _masked_pair(self.inputs)
         with ExitStack() as stack:
-            digests = _hash_pair(stack, self.inputs.in_file)
+            # hashed as it is streamed; the matrix has the digests from its own read
+            digests = [] if rows is not None else _hash_pair(stack, self.inputs.in_file)
             series, clean_args, provenance = _open_series(self.inputs)
+            if rows is not None:  # only the headers (first data arrays) were decoded
+                stack.callback(series.close)
+                series.rows_from(rows)
             common = {
                 "mask": _pair(self.inputs.mask_file),
                 "volumes": parse_volumes(defined(self.inputs.volumes)),
@@ -199,7 +259,8 @@ class _SurfaceRegionMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
-        self._results["in_file_sha256"] = [digest.hexdigest() for digest in digests]
+        self._results["in_file_sha256"] = (masked_digests
+                                           or [digest.hexdigest() for digest in digests])
         return runtime
 
 

@@ -127,7 +127,7 @@ def _as_grid(values: NDArray) -> NDArray:
 def surface_masker(
     in_files: Sequence[str], *, mask: Sequence[str] | None = None, volumes=None,
     dtype: DTypeLike = np.float32, clean_args: dict[str, Any] | None = None,
-    name: str = "in_file",
+    all_vertices: bool = False, name: str = "in_file",
 ) -> VertexSignals:
     """nilearn's ``SurfaceMasker(mask_img).fit_transform``: the vertex time series.
 
@@ -141,6 +141,9 @@ def surface_masker(
         are finite in every volume (every *selected* volume when ``volumes`` is set).
     volumes, dtype, clean_args
         As the volume maskers (``dtype``: float32 or float64 output).
+    all_vertices : bool
+        Without ``mask``: keep every vertex, finite or not, instead of nilearn's computed
+        mask (the pair as it is, for the region maskers to read instead of the files).
 
     Returns
     -------
@@ -148,11 +151,14 @@ def surface_masker(
         ``signals`` of shape (volumes, vertices in the mask), left then right.
     """
     series, indices, out_dtype, clean_args = _open(in_files, volumes, dtype, clean_args)
+    if all_vertices and mask is not None:
+        raise ValueError("mask_file: given with all_vertices; expected one of them (a mask "
+                         "keeps its vertices, all_vertices every vertex)")
     if mask is None:  # nilearn's computed mask: finite in every (selected) volume
         every = np.arange(series.n_vertices)
         signals = _extract(series, indices, every, lambda block: block, every.size, out_dtype)
         keep = np.ones(series.n_vertices, dtype=bool)
-        for row in signals:
+        for row in signals if not all_vertices else ():
             keep &= np.isfinite(row)
         if not keep.all():
             signals = _compact_columns(signals, keep)

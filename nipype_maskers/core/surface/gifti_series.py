@@ -143,6 +143,7 @@ class SeriesPair:
                       else np.result_type(*dtypes))
         self.t_r = t_r_from_time_steps([h.time_step for h in hemis])
         self._consumed = False
+        self._rows = None  # a matrix read instead of the files (see rows_from)
 
     @property
     def n_vertices(self) -> int:
@@ -153,6 +154,28 @@ class SeriesPair:
         """Close the files (done by :meth:`blocks` once read; needed when it is not used)."""
         for hemi in self._hemis:
             hemi.close()
+
+    def rows_from(self, rows, *, name: str = "masked_file") -> None:
+        """Take the volumes from ``rows`` (the pair already read, e.g. SurfaceMasker's matrix)
+        instead of decoding the files, which are closed: only their headers were read.
+
+        ``rows`` is any 2D array-like of shape (volumes, vertices left then right) whose
+        ``rows[a:b]`` gives volumes a to b-1 (an array, or a reader of a ``.npy``). Its dtype
+        must hold the pair's values exactly (the pair's dtype or wider): :meth:`blocks` then
+        gives the numbers the files give, bit for bit.
+        """
+        shape = tuple(int(n) for n in rows.shape)
+        if shape != (self.n_volumes, self.n_vertices):
+            raise ValueError(f"{name}: a {shape[0]} x {shape[1]} matrix; in_file holds "
+                             f"{self.n_volumes} volumes of {self.n_vertices} vertices "
+                             f"({self.sizes[0]} left, {self.sizes[1]} right); expected the "
+                             "matrix of every volume and vertex of in_file")
+        if not np.can_cast(self.dtype, rows.dtype, "safe"):
+            raise ValueError(f"{name}: {np.dtype(rows.dtype)} values, in_file holds "
+                             f"{self.dtype}; expected a matrix that keeps in_file's precision "
+                             "(SurfaceMasker's dtype='auto')")
+        self.close()
+        self._rows = rows
 
     def __enter__(self) -> SeriesPair:
         return self
@@ -176,6 +199,9 @@ class SeriesPair:
         if np.any(np.diff(volumes) <= 0):
             raise ValueError("SeriesPair.blocks: volumes must be ascending and unique")
         dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if self._rows is not None:
+            yield from self._matrix_blocks(volumes, gather, block_rows, dtype)
+            return
         needed = np.zeros(self.n_volumes, dtype=bool)
         needed[volumes] = True
         last = int(volumes[-1])
@@ -200,6 +226,17 @@ class SeriesPair:
             self.close()
         if filled:
             yield block[:filled]
+
+    def _matrix_blocks(self, volumes: NDArray[np.intp], gather: NDArray[np.intp],
+                       block_rows: int, dtype: np.dtype) -> Iterator[NDArray]:
+        """:meth:`blocks` from :meth:`rows_from`'s matrix: the same blocks (rows, values)."""
+        for start in range(0, volumes.size, block_rows):
+            chunk = volumes[start:start + block_rows]
+            first = int(chunk[0])
+            span = self._rows[first:int(chunk[-1]) + 1]  # read once, then gathered
+            # through the pair's dtype, as the files' values are (exact: checked wider)
+            values = span[np.ix_(chunk - first, gather)].astype(self.dtype, copy=False)
+            yield values.astype(dtype, copy=False)
 
 
 def read_series_pair(paths, *, name: str = "in_file") -> SeriesPair:

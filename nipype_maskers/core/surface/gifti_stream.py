@@ -38,6 +38,10 @@ _ENCODINGS = {"Base64Binary": False, "GZipBase64Binary": True}
 _ENDIAN = {"LittleEndian": "<", "BigEndian": ">"}
 #: Bytes of XML fed to the parser at once.
 _CHUNK = 1 << 20
+#: Bytes fed first, doubled until the first data array is decoded: opening a file (for its
+#: header, e.g. when the data come from a matrix read before) then decodes one or two arrays,
+#: not every array of the first megabyte.
+_FIRST_CHUNK = 1 << 14
 
 
 class Unstreamable(Exception):
@@ -80,9 +84,11 @@ class GiftiStream:
         # the file is fed by this one read
         self._file = open_binary(self.path)
         self._done = False
+        size = min(_FIRST_CHUNK, _CHUNK)
         try:
             while not self._ready and not self._done:
-                self._feed()
+                self._feed(size)
+                size = min(2 * size, _CHUNK)
         except BaseException:
             self.close()
             raise
@@ -157,8 +163,8 @@ class GiftiStream:
 
     # ------------------------------------------------------------------ reading
 
-    def _feed(self) -> None:
-        chunk = self._file.read(_CHUNK)
+    def _feed(self, size: int | None = None) -> None:
+        chunk = self._file.read(size or _CHUNK)
         self._done = not chunk
         try:
             self._parser.Parse(chunk, self._done)
