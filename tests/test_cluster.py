@@ -2,9 +2,10 @@
 helpers that wait for *Graph jobs.
 
 Each cluster run processes the tiny tree with three subjects' worth of outcomes in one go:
-sub-01 must match a MultiProc run byte for byte; sub-02's BOLD is truncated (its clean_image
-step crashes) and the job of its labels step is killed by the job script before Python
-starts (as a scheduler kills a job over its memory or time limit). The command must exit 1,
+sub-01 must match a MultiProc run byte for byte; sub-02's BOLD is truncated (its read_bold
+step, the one read of the run, crashes) and the job of its load_confounds step is killed by
+the job script before Python starts (as a scheduler kills a job over its memory or time
+limit). The command must exit 1,
 name both failures, and still finish sub-01. Every job must have asked the scheduler for its
 node's memory and CPUs.
 """
@@ -31,9 +32,10 @@ from nipype_maskers.cli.execution import scheduler_args
 HERE = Path(__file__).parent
 SGE_ENV = {"SGE_ROOT": "/var/lib/gridengine", "SGE_CELL": "default"}
 STEM = "sub-{}_task-rest_space-MNI152NLin2009cAsym"
-# a job script that dies before Python starts for sub-02's labels step; the pattern is built
-# at run time so that the script's own text does not match it
-KILL = ('s=sub_0; if grep -q "${s}2_task.*labels_Toy" "$0"; then '
+# a job script that dies before Python starts for sub-02's load_confounds step (a step that
+# does not wait for read_bold, which crashes); the pattern is built at run time so that the
+# script's own text does not match it
+KILL = ('s=sub_0; if grep -q "${s}2_task.*load_confounds" "$0"; then '
         'echo "killed by the test" >&2; exit 9; fi')
 TEMPLATES = {"slurm": f"#!/bin/bash\n{KILL}",
              "sge": f"#!/bin/bash\n#$ -V\n#$ -S /bin/bash\n{KILL}"}
@@ -175,11 +177,11 @@ def test_cluster_run_matches_multiproc_and_reports_failures(plugin, tmp_path_fac
     failures = [line.strip() for line in summary.splitlines() if "FAILED" in line]
     label = "FAILED sub-02 task-rest space-MNI152NLin2009cAsym:"
     assert failures and all(line.startswith(label) for line in failures), summary
-    crashed = [f for f in failures if f.startswith(f"{label} clean_image: ")]
+    crashed = [f for f in failures if f.startswith(f"{label} read_bold: ")]
     assert len(crashed) == 1 and "is truncated or corrupt" in crashed[0], summary
-    killed = [f for f in failures if f.startswith(f"{label} timeseries_wf.labels_Toy: ")]
+    killed = [f for f in failures if f.startswith(f"{label} load_confounds: ")]
     assert len(killed) == 1, summary
-    assert killed[0].startswith(f"{label} timeseries_wf.labels_Toy: JobError: ")
+    assert killed[0].startswith(f"{label} load_confounds: JobError: ")
     assert "its output ends with: killed by the test" in killed[0]
     _same_outputs(root / plugin, root / "reference")
     assert not (root / plugin / "sub-02").exists()
