@@ -324,10 +324,15 @@ class _VolumeToRow:
                       if self.keep_unsmoothed else None)
         if self.sigma is not None and self.needed is not None:
             self._smooth(volume, self.sigma, self.needed)
+        if self.reduce_row is not None and unsmoothed is None:
+            # the row is reduced here and dropped: one buffer per thread, not one per volume
+            gathered = getattr(self._local, "row", None)
+            if gathered is None:
+                gathered = self._local.row = np.empty((1, self.gather.size), volume.dtype)
+            volume.reshape(-1, order="F").take(self.gather, out=gathered[0])
+            return self.reduce_row(gathered)[0], observed, nonfinite
         row = volume.reshape(-1, order="F").take(self.gather)
         if unsmoothed is not None:
             return (row, unsmoothed), observed, nonfinite
-        if self.reduce_row is not None:
-            row = self.reduce_row(row[np.newaxis])[0]
         return row, observed, nonfinite
 

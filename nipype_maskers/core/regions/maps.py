@@ -168,6 +168,22 @@ def _scan_maps(
     return support, None
 
 
+def _support_rows(maps: np.ndarray, voxel_index: np.ndarray) -> np.ndarray:
+    """``maps`` at the voxels ``voxel_index`` (flat Fortran-order), as (n_voxels, n_maps).
+
+    Map by map when the maps are Fortran-ordered (as read from a NIfTI file): each map is
+    one contiguous volume, so each gather stays in it (a 4D fancy index jumps across all
+    maps for every voxel: several times slower for 64 MNI 2 mm maps).
+    """
+    if not maps.flags.f_contiguous:
+        return maps[np.unravel_index(voxel_index, maps.shape[:3], order="F")]
+    flat = maps.reshape(-1, maps.shape[3], order="F")
+    out = np.empty((voxel_index.size, maps.shape[3]), dtype=maps.dtype)
+    for k in range(maps.shape[3]):
+        out[:, k] = flat[:, k].take(voxel_index)
+    return out
+
+
 def _operator_dtype(maps_dtype: np.dtype, dtype: DTypeLike | None) -> np.dtype:
     """float32 for float32 (or smaller float) maps, float64 otherwise, unless ``dtype`` says."""
     if dtype is not None:
@@ -193,10 +209,20 @@ def _pinv_from_gram(m: np.ndarray, out_dtype: np.dtype) -> tuple[np.ndarray, np.
     rows = max(1, _CHUNK_ELEMENTS // n_maps)
     gram = np.zeros((n_maps, n_maps))
     abs_sums = np.zeros(n_maps)
+    # two float64 chunk buffers, reused: a fresh array per chunk paid its page faults each
+    # time (a 64-map MNI atlas: 0.3 s of 0.4)
+    buffer, magnitudes = np.empty((min(rows, n_vox), n_maps)), np.empty((min(rows, n_vox),
+                                                                         n_maps))
+
+    def float64_rows(r0: int) -> np.ndarray:
+        chunk = buffer[: min(rows, n_vox - r0)]
+        np.copyto(chunk, m[r0 : r0 + rows], casting="unsafe")
+        return chunk
+
     for r0 in range(0, n_vox, rows):
-        chunk = np.asarray(m[r0 : r0 + rows], dtype=np.float64)
+        chunk = float64_rows(r0)
         gram += chunk.T @ chunk
-        abs_sums += np.abs(chunk).sum(axis=0)
+        abs_sums += np.abs(chunk, out=magnitudes[: len(chunk)]).sum(axis=0)
     lam, vec = np.linalg.eigh(gram)
     pinv = np.zeros((n_maps, n_vox), dtype=out_dtype)
     if n_vox == 0 or lam[-1] <= 0:
@@ -205,8 +231,7 @@ def _pinv_from_gram(m: np.ndarray, out_dtype: np.dtype) -> tuple[np.ndarray, np.
     vec = vec[:, keep]
     inv_gram = (vec / lam[keep]) @ vec.T
     for r0 in range(0, n_vox, rows):
-        chunk = np.asarray(m[r0 : r0 + rows], dtype=np.float64)
-        pinv[:, r0 : r0 + rows] = inv_gram @ chunk.T
+        pinv[:, r0 : r0 + rows] = inv_gram @ float64_rows(r0).T
     return pinv, abs_sums
 
 
@@ -278,8 +303,7 @@ def prepare_maps(
     if mask is not None:
         support &= mask
     voxel_index = np.flatnonzero(support.ravel(order="F"))
-    ijk = np.unravel_index(voxel_index, shape, order="F")
-    m = maps[ijk]  # fancy indexing: a (n_voxels, n_maps) copy, safe to clean in place
+    m = _support_rows(maps, voxel_index)  # a copy, safe to clean in place
     if m.dtype.kind == "f":
         m[~np.isfinite(m)] = 0
 

@@ -30,7 +30,7 @@ from ..io.images import (
     same_grid,
 )
 from ..io.streaming import Grid, check_threads, data_range, stream_rows
-from ..io.volumes import resolve_volumes
+from ..io.volumes import read_data, resolve_volumes
 from ..signal.cleaning import clean
 from ..spatial.masking import MaskError, load_mask
 from ..spatial.smoothing import Fwhm, check_fwhm, fwhm_to_sigma
@@ -365,12 +365,15 @@ def _map_supports(maps_data, mask_data) -> tuple[NDArray, NDArray]:
     total = np.zeros(maps_data.shape[3], dtype=np.int64)
     sizes = np.zeros_like(total)
     for z in range(maps_data.shape[2]):
-        # NaN counts as 0, as nilearn's ensure_finite makes it
-        support = np.nan_to_num(np.asarray(maps_data[:, :, z, :])) != 0
-        total += support.sum(axis=(0, 1))
+        slab = np.asarray(maps_data[:, :, z, :])
+        # NaN counts as 0, as nilearn's ensure_finite makes it (inf is not 0: kept)
+        support = slab != 0
+        if slab.dtype.kind == "f":
+            support &= slab == slab
+        total += np.count_nonzero(support, axis=(0, 1))
         if mask_data is not None:
             support &= mask_data[:, :, z, None]
-        sizes += support.sum(axis=(0, 1))
+        sizes += np.count_nonzero(support, axis=(0, 1))
     return total, sizes
 
 
@@ -405,7 +408,7 @@ def maps_masker(
                          ("data", "mask", "maps", None))
     _check_not_resampled(grids, masked, resampling_target)
     if same_grid(maps.shape, maps.affine, grids.shape, grids.affine):
-        maps_data = np.asanyarray(maps.dataobj)
+        maps_data = read_data(maps, name="maps_file")
     else:
         from ..spatial.resampling import resample_img
 
