@@ -136,14 +136,22 @@ def test_bookkeeping_nodes_claim_no_cpu_from_multiproc_but_one_from_a_cluster(at
 def test_omp_nthreads_reaches_every_heavy_node(atlases):
     workflow = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
                                omp_nthreads=3, **atlases)
-    heavy = ["read_bold", "clean_image", "timeseries_wf.labels_Parcels",
-             "timeseries_wf.maps_Maps", "timeseries_wf.spheres_Power"]
-    for name in heavy:
+    # the run's one read gets its CPUs; the four steps that read its matrix side by side
+    # share them (3 // 4: one each)
+    read_bold = workflow.get_node("read_bold")
+    assert (read_bold.n_procs, read_bold.inputs.num_threads) == (3, 3)
+    readers = ["clean_image", "timeseries_wf.labels_Parcels", "timeseries_wf.maps_Maps",
+               "timeseries_wf.spheres_Power"]
+    for name in readers:
         node = workflow.get_node(name)
-        assert (node.n_procs, node.inputs.num_threads) == (3, 3), name
+        assert (node.n_procs, node.inputs.num_threads) == (1, 1), name
+    wide = init_maskers_wf(output_dir=Path("/out"), bold_shape=SHAPE, mask_strategy="epi",
+                           omp_nthreads=8, **atlases)
+    assert [wide.get_node(name).n_procs for name in ["read_bold", *readers]] == [8, 2, 2, 2, 2]
     assert workflow.get_node("load_confounds").n_procs == 1
     request_resources(workflow, "SLURM")
-    assert "--cpus-per-task=3" in workflow.get_node("clean_image").plugin_args["sbatch_args"]
+    assert "--cpus-per-task=3" in read_bold.plugin_args["sbatch_args"]
+    assert "--cpus-per-task=1" in workflow.get_node("clean_image").plugin_args["sbatch_args"]
     for factory in (init_mask_wf, init_voxel_signals_wf, init_denoise_wf):
         flat = factory(omp_nthreads=2)
         nodes = [flat.get_node(n) for n in flat.list_node_names()]

@@ -209,8 +209,10 @@ def init_maskers_wf(
         stop before writing and hand every output to the outputnode with its entities and
         metadata, for a parent pipeline's own sink (see :mod:`.outputs`).
     omp_nthreads : int
-        CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
-        suits MultiProc with more runs than processes; more suits few runs on many cores.
+        CPUs of the run (NiPreps' name): ``read_bold`` uses them all (its ``n_procs`` and
+        ``num_threads``); the steps that read its matrix, side by side, share them (each
+        ``omp_nthreads // steps``, at least 1). 1 suits MultiProc with more runs than
+        processes; more suits few runs on many cores.
     name : str
         Workflow name.
 
@@ -287,6 +289,11 @@ def init_maskers_wf(
                             {"_kind": "mask", "Type": "Brain", "MaskStrategy": mask_strategy,
                              "Description": "The brain mask every output was computed in"}))
 
+    # the steps after the read run side by side: they share the run's CPUs (on 2 CPUs, each
+    # step on 2 threads ran them one after the other: 8.7 s instead of 6.6 for 3 atlases)
+    step_threads = (omp_nthreads if read_bold is None
+                    else max(1, omp_nthreads // max(1, n_readers)))
+
     confounds = None
     if use_confounds:
         confounds = init_confounds_node(denoise_strategy=denoise_strategy,
@@ -306,7 +313,7 @@ def init_maskers_wf(
     if denoised_bold:
         clean_image = heavy_node(
             CleanImage(**bold_clean_inputs(clean_args, standardize_bold, censored)),
-            "clean_image", omp_nthreads, estimate_mem_gb("clean_image", bold_shape))
+            "clean_image", step_threads, estimate_mem_gb("clean_image", bold_shape))
         workflow.connect([
             (inputnode, clean_image, [("bold_file", "in_file"), ("t_r", "t_r")]),
             (mask_source[0], clean_image, [(mask_source[1], "mask_file")]),
@@ -328,7 +335,7 @@ def init_maskers_wf(
     if labels or maps or spheres:
         timeseries_wf = init_timeseries_wf(labels=labels, maps=maps, spheres=spheres,
                                            clean_args=clean_args, smoothing_fwhm=smoothing_fwhm,
-                                           bold_shape=bold_shape, omp_nthreads=omp_nthreads,
+                                           bold_shape=bold_shape, omp_nthreads=step_threads,
                                            censored=censored, read_once=False)
         workflow.connect([
             (inputnode, timeseries_wf, [("bold_file", "inputnode.bold_file"),
@@ -367,7 +374,7 @@ def init_maskers_wf(
         # the first atlas once more, uncleaned (every volume, smoothed as the others): the
         # QC's DVARS before cleaning
         raw = extraction_nodes(**{kinds[0][0]: [kinds[0][1]]}, smoothing_fwhm=smoothing_fwhm,
-                               bold_shape=bold_shape, omp_nthreads=omp_nthreads)[0][2]
+                               bold_shape=bold_shape, omp_nthreads=step_threads)[0][2]
         raw.name = f"raw_{kinds[0][0]}_{kinds[0][1].name}"
         workflow.connect(mask_source[0], mask_source[1], raw, "mask_file")
         if read_bold is not None:

@@ -136,8 +136,10 @@ def init_timeseries_wf(
         (:data:`~nipype_maskers.workflows.shape.DEFAULT_BOLD_SHAPE`). The inputnode's
         ``bold_file`` is still to be connected or set.
     omp_nthreads : int
-        CPUs each heavy node uses (its ``n_procs`` and ``num_threads``; NiPreps' name). 1
-        suits MultiProc with more runs than processes; more suits few runs on many cores.
+        CPUs of the run (NiPreps' name): ``read_bold`` uses them all (its ``n_procs`` and
+        ``num_threads``), the branches that read its matrix, side by side, share them (each
+        ``omp_nthreads // atlases``, at least 1). 1 suits MultiProc with more runs than
+        processes; more suits few runs on many cores.
     censored : {'drop', 'nan'}
         The volumes ``sample_mask_file`` censors: 'drop' (one row per kept volume, as
         nilearn) or 'nan' (one row per volume, ``n/a`` for the censored ones, so that task
@@ -178,11 +180,15 @@ def init_timeseries_wf(
         The atlas of each file and its kind ('labels', 'maps', 'spheres').
     """
     bold_shape = resolve_bold_shape(bold_shape, bold_file, owner="init_timeseries_wf")
+    n_atlases = len(labels) + len(maps) + len(spheres)
+    if not n_atlases:
+        raise ValueError("init_timeseries_wf: no atlas given (labels, maps or spheres)")
+    read_once = read_once if read_once is not None else n_atlases > 1
+    # after the one read, the branches run side by side: they share its CPUs
     nodes = extraction_nodes(labels=labels, maps=maps, spheres=spheres, clean_args=clean_args,
                              smoothing_fwhm=smoothing_fwhm, bold_shape=bold_shape,
-                             omp_nthreads=omp_nthreads, censored=censored)
-    if not nodes:
-        raise ValueError("init_timeseries_wf: no atlas given (labels, maps or spheres)")
+                             omp_nthreads=(max(1, omp_nthreads // n_atlases) if read_once
+                                           else omp_nthreads), censored=censored)
     workflow = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(
         fields=["bold_file", "mask_file", "masked_file", "regressors_file", "sample_mask_file",
@@ -191,7 +197,7 @@ def init_timeseries_wf(
     preset_t_r(inputnode, clean_args)
     masked_source: tuple[pe.Node, str] = (inputnode, "masked_file")
     mask_source: tuple[pe.Node, str] = (inputnode, "mask_file")
-    if read_once if read_once is not None else len(nodes) > 1:
+    if read_once:
         read_bold = read_bold_node(smoothing_fwhm=smoothing_fwhm, bold_shape=bold_shape,
                                    omp_nthreads=omp_nthreads)
         workflow.connect([(inputnode, read_bold, [("bold_file", "in_file"),
