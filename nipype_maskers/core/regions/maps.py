@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-from ..io.streaming import finite_block
+from ..io.streaming import finite_block, prefaulted_empty
 
 __all__ = [
     "MapsRegions",
@@ -211,8 +211,8 @@ def _pinv_from_gram(m: np.ndarray, out_dtype: np.dtype) -> tuple[np.ndarray, np.
     abs_sums = np.zeros(n_maps)
     # two float64 chunk buffers, reused: a fresh array per chunk paid its page faults each
     # time (a 64-map MNI atlas: 0.3 s of 0.4)
-    buffer, magnitudes = np.empty((min(rows, n_vox), n_maps)), np.empty((min(rows, n_vox),
-                                                                         n_maps))
+    buffer = prefaulted_empty((min(rows, n_vox), n_maps), np.float64)
+    magnitudes = prefaulted_empty(buffer.shape, np.float64)
 
     def float64_rows(r0: int) -> np.ndarray:
         chunk = buffer[: min(rows, n_vox - r0)]
@@ -224,9 +224,9 @@ def _pinv_from_gram(m: np.ndarray, out_dtype: np.dtype) -> tuple[np.ndarray, np.
         gram += chunk.T @ chunk
         abs_sums += np.abs(chunk, out=magnitudes[: len(chunk)]).sum(axis=0)
     lam, vec = np.linalg.eigh(gram)
-    pinv = np.zeros((n_maps, n_vox), dtype=out_dtype)
     if n_vox == 0 or lam[-1] <= 0:
-        return pinv, abs_sums
+        return np.zeros((n_maps, n_vox), dtype=out_dtype), abs_sums
+    pinv = prefaulted_empty((n_maps, n_vox), out_dtype)  # every column written below
     keep = lam > n_maps * np.finfo(np.float64).eps * lam[-1]
     vec = vec[:, keep]
     inv_gram = (vec / lam[keep]) @ vec.T
