@@ -97,3 +97,23 @@ def write_fmriprep_tree(root, subjects=("01", "02"), n_volumes=30, seed=0):
         "x\ty\tz\tname\n" + "".join(f"{x}\t{y}\t{z}\tseed{i}\n"
                                     for i, (x, y, z) in enumerate(seeds)))
     return runs
+
+
+def run_in(interface, folder):
+    """Run a Nipype interface in ``folder`` (created), its warnings silenced; its outputs.
+
+    A masker writes its outputs in the current directory, as a node's would be in its own.
+    """
+    import os
+    import warnings
+    from pathlib import Path
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return interface.run().outputs
+    finally:
+        os.chdir(cwd)

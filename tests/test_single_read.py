@@ -22,7 +22,7 @@ from nipype_maskers.workflows.timeseries import (
     SpheresAtlas,
     init_timeseries_wf,
 )
-from synthetic import make_epi, oblique_affine, write_fmriprep_tree
+from synthetic import make_epi, oblique_affine, run_in, write_fmriprep_tree
 
 from nipype_maskers.core.io import volumes as volume_io
 from nipype_maskers.core.spatial.masking import compute_mask
@@ -37,18 +37,6 @@ from nipype_maskers.interfaces.regions import (
 )
 
 SEEDS = [(0.0, 4.0, 2.0), (-8.0, -6.0, 4.0), (9.0, 3.0, -4.0)]
-
-
-def _run(interface, folder: Path):
-    folder.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return interface.run().outputs
-    finally:
-        os.chdir(cwd)
 
 
 def _bytes(path) -> bytes:
@@ -90,7 +78,7 @@ def test_every_step_gives_the_same_bytes_from_the_matrix(run_files, tmp_path, ki
     read the run or NiftiMasker's matrix of it (in a computed mask, smoothed or not)."""
     bold = run_files[kind]
     smooth = {} if fwhm is None else {"smoothing_fwhm": fwhm}
-    read = _run(NiftiMasker(in_file=str(bold), mask_strategy="epi", dtype="auto", **smooth),
+    read = run_in(NiftiMasker(in_file=str(bold), mask_strategy="epi", dtype="auto", **smooth),
                 tmp_path / "read")
     clean = {"detrend": True, "standardize": "zscore_sample", "low_pass": 0.2}
     steps = [
@@ -102,8 +90,8 @@ def test_every_step_gives_the_same_bytes_from_the_matrix(run_files, tmp_path, ki
         steps.append((CleanImage, {"detrend": True}))
     for index, (interface, inputs) in enumerate(steps):
         common = {"in_file": str(bold), "mask_file": read.mask_file, **inputs}
-        direct = _run(interface(**common), tmp_path / f"direct{index}")
-        shared = _run(interface(masked_file=read.out_file, **common), tmp_path / f"shared{index}")
+        direct = run_in(interface(**common), tmp_path / f"direct{index}")
+        shared = run_in(interface(masked_file=read.out_file, **common), tmp_path / f"shared{index}")
         assert _bytes(shared.out_file) == _bytes(direct.out_file), interface.__name__
         if hasattr(direct, "regions_file"):
             assert _bytes(shared.regions_file) == _bytes(direct.regions_file)
@@ -112,14 +100,14 @@ def test_every_step_gives_the_same_bytes_from_the_matrix(run_files, tmp_path, ki
 
 
 def test_the_matrix_is_a_plain_npy_for_numpy_and_unmask(run_files, tmp_path):
-    read = _run(NiftiMasker(in_file=str(run_files["f32"]), mask_strategy="epi"),
+    read = run_in(NiftiMasker(in_file=str(run_files["f32"]), mask_strategy="epi"),
                 tmp_path / "read")
     matrix = np.load(read.out_file)
     mask = np.asanyarray(nib.load(read.mask_file).dataobj) != 0
     assert matrix.shape == (24, int(mask.sum())) and matrix.dtype == np.float32
     data = nib.load(run_files["f32"]).get_fdata(dtype=np.float32)
     np.testing.assert_array_equal(matrix, data[mask].T)
-    back = _run(Unmask(in_file=read.out_file, mask_file=read.mask_file), tmp_path / "unmask")
+    back = run_in(Unmask(in_file=read.out_file, mask_file=read.mask_file), tmp_path / "unmask")
     np.testing.assert_array_equal(nib.load(back.out_file).get_fdata()[mask], data[mask])
     run, digest = read_masked_run(read.out_file, run_files["f32"])
     np.testing.assert_array_equal(run.take(np.arange(24)), matrix)
@@ -129,33 +117,33 @@ def test_the_matrix_is_a_plain_npy_for_numpy_and_unmask(run_files, tmp_path):
 
 def test_a_matrix_that_is_not_the_run_is_refused(run_files, tmp_path):
     bold, atlas = str(run_files["f32"]), str(run_files["atlas"])
-    read = _run(NiftiMasker(in_file=bold, mask_strategy="epi"), tmp_path / "read")
+    read = run_in(NiftiMasker(in_file=bold, mask_strategy="epi"), tmp_path / "read")
 
     def refused(match, **inputs):
         inputs = {"in_file": bold, "labels_file": atlas, "mask_file": read.mask_file,
                   "masked_file": read.out_file, **inputs}
         inputs = {key: value for key, value in inputs.items() if value is not None}
         with pytest.raises(ValueError, match=match):
-            _run(NiftiLabelsMasker(**inputs), tmp_path / "refused")
+            run_in(NiftiLabelsMasker(**inputs), tmp_path / "refused")
 
     refused("not from in_file", in_file=str(run_files["i16"]))
     refused(r"smoothing_fwhm: \[4.0, 4.0, 4.0\] mm, but masked_file was smoothed with none",
             smoothing_fwhm=4.0)
     refused("lie outside the mask of masked_file", mask_file=None)
-    cleaned = _run(NiftiMasker(in_file=bold, mask_file=read.mask_file, detrend=True),
+    cleaned = run_in(NiftiMasker(in_file=bold, mask_file=read.mask_file, detrend=True),
                    tmp_path / "cleaned")
     refused("masked_file: cleaned rows", masked_file=cleaned.out_file)
-    some = _run(NiftiMasker(in_file=bold, mask_file=read.mask_file, volumes="0:5"),
+    some = run_in(NiftiMasker(in_file=bold, mask_file=read.mask_file, volumes="0:5"),
                 tmp_path / "some")
     refused("a selection of volumes", masked_file=some.out_file)
     plain = tmp_path / "plain.npy"
     np.save(plain, np.load(read.out_file))
     refused("without NiftiMasker's description", masked_file=str(plain))
     # float64 data read into float32: not what the maskers compute in
-    wide = _run(NiftiMasker(in_file=str(run_files["f64"]), mask_file=read.mask_file),
+    wide = run_in(NiftiMasker(in_file=str(run_files["f64"]), mask_file=read.mask_file),
                 tmp_path / "wide")
     with pytest.raises(Exception, match="expected NiftiMasker's dtype='auto' matrix"):
-        _run(NiftiLabelsMasker(in_file=str(run_files["f64"]), labels_file=atlas,
+        run_in(NiftiLabelsMasker(in_file=str(run_files["f64"]), labels_file=atlas,
                                mask_file=read.mask_file, masked_file=wide.out_file),
              tmp_path / "refused64")
     # the data resampled onto the atlas's grid cannot come from the matrix
@@ -302,11 +290,11 @@ def test_a_changed_atlas_reruns_only_its_branch(fmriprep_run, tmp_path):
 def test_the_rows_before_smoothing_come_from_the_same_read(run_files, tmp_path, monkeypatch,
                                                            given_mask):
     bold = str(run_files["i16"])
-    plain = _run(NiftiMasker(in_file=bold, mask_strategy="epi"), tmp_path / "plain")
+    plain = run_in(NiftiMasker(in_file=bold, mask_strategy="epi"), tmp_path / "plain")
     mask = {"mask_file": plain.mask_file} if given_mask else {"mask_strategy": "epi"}
-    smooth = _run(NiftiMasker(in_file=bold, smoothing_fwhm=5.0, **mask), tmp_path / "smooth")
+    smooth = run_in(NiftiMasker(in_file=bold, smoothing_fwhm=5.0, **mask), tmp_path / "smooth")
     counts = _count_volume_reads(monkeypatch)
-    both = _run(NiftiMasker(in_file=bold, smoothing_fwhm=5.0, keep_unsmoothed=True, **mask),
+    both = run_in(NiftiMasker(in_file=bold, smoothing_fwhm=5.0, keep_unsmoothed=True, **mask),
                 tmp_path / "both")
     assert counts == {Path(bold).name: 24 + (not given_mask)}  # + the guess's first volume
     np.testing.assert_array_equal(np.load(both.out_file), np.load(smooth.out_file))
@@ -315,5 +303,5 @@ def test_the_rows_before_smoothing_come_from_the_same_read(run_files, tmp_path, 
     assert run.smoothing_fwhm is None
     with pytest.raises(ValueError, match="keep_unsmoothed: the rows before smoothing are kept "
                                          "without cleaning"):
-        _run(NiftiMasker(in_file=bold, smoothing_fwhm=5.0, keep_unsmoothed=True, detrend=True,
+        run_in(NiftiMasker(in_file=bold, smoothing_fwhm=5.0, keep_unsmoothed=True, detrend=True,
                          **mask), tmp_path / "refused")

@@ -11,7 +11,6 @@ plain ``.npy``) is refused with one line; a workflow with two atlases decodes ea
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from surface.cifti_data import (
     series,
 )
 from surface.gifti_data import make_labels, make_maps, make_pair_data, save_pair
+from synthetic import run_in
 
 from nipype_maskers.core.surface import cifti_maskers, gifti_series, gifti_stream
 from nipype_maskers.interfaces.cifti import CiftiLabelsMasker, CiftiMapsMasker, CiftiMasker
@@ -49,18 +49,6 @@ CLEANINGS = {
     "censored_nan": {"detrend": True, "confounds": True, "censor": True, "censored": "nan"},
     "selection": {"volumes": "3:37", "detrend": True, "dtype": "float64"},
 }
-
-
-def _run(interface, folder: Path):
-    folder.mkdir(parents=True, exist_ok=True)
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return interface.run().outputs
-    finally:
-        os.chdir(cwd)
 
 
 def _bytes(path) -> bytes:
@@ -136,7 +124,7 @@ def cifti_run(tmp_path) -> dict:
 
 
 def _gifti_read(bold, folder: Path):
-    return _run(SurfaceMasker(in_file=bold, all_vertices=True, dtype="auto"), folder)
+    return run_in(SurfaceMasker(in_file=bold, all_vertices=True, dtype="auto"), folder)
 
 
 def _assert_same_outputs(direct, shared, digest) -> None:
@@ -163,20 +151,20 @@ def test_surface_masker_writes_the_pair_as_it_is(gifti_run, tmp_path):
     assert len(read.in_file_sha256) == 2
     wide = _gifti_read(gifti_run["i32"], tmp_path / "wide")
     assert np.load(wide.out_file).dtype == np.float64
-    nilearn = _run(SurfaceMasker(in_file=gifti_run["f32"]), tmp_path / "nilearn")
+    nilearn = run_in(SurfaceMasker(in_file=gifti_run["f32"]), tmp_path / "nilearn")
     assert np.load(nilearn.out_file).shape == (N_VOLUMES, left.shape[0] + right.shape[0] - 2)
     with pytest.raises(ValueError, match="mask_file: given with all_vertices"):
-        _run(SurfaceMasker(in_file=gifti_run["f32"], all_vertices=True,
+        run_in(SurfaceMasker(in_file=gifti_run["f32"], all_vertices=True,
                            mask_file=nilearn.mask_file), tmp_path / "both")
 
 
 def test_cifti_masker_writes_every_grayordinate(cifti_run, tmp_path):
-    read = _run(CiftiMasker(in_file=cifti_run["bold"]), tmp_path / "read")
+    read = run_in(CiftiMasker(in_file=cifti_run["bold"]), tmp_path / "read")
     assert read.out_file.endswith("sub-01_task-rest_space-fsLR_den-91k_signals.npy")
     matrix = np.load(read.out_file)
     assert matrix.dtype == np.float32 and matrix.flags.c_contiguous
     np.testing.assert_array_equal(matrix, cifti_run["data"])
-    direct = _run(CiftiLabelsMasker(in_file=cifti_run["bold"],
+    direct = run_in(CiftiLabelsMasker(in_file=cifti_run["bold"],
                                     labels_file=cifti_run["labels"]), tmp_path / "labels")
     assert read.in_file_sha256 == direct.in_file_sha256  # hashed from its own read
 
@@ -194,8 +182,8 @@ def test_gifti_maskers_give_the_same_bytes_from_the_matrix(gifti_run, tables, tm
     for interface, atlas in ((SurfaceLabelsMasker, {"labels_file": gifti_run["labels"]}),
                              (SurfaceMapsMasker, {"maps_file": gifti_run["maps"]})):
         common = {"in_file": bold, **atlas, **options}
-        direct = _run(interface(**common), tmp_path / f"direct_{interface.__name__}")
-        shared = _run(interface(masked_file=read.out_file, **common),
+        direct = run_in(interface(**common), tmp_path / f"direct_{interface.__name__}")
+        shared = run_in(interface(masked_file=read.out_file, **common),
                       tmp_path / f"shared_{interface.__name__}")
         _assert_same_outputs(direct, shared, read.in_file_sha256)
 
@@ -204,11 +192,11 @@ def test_gifti_maskers_with_a_vertex_mask_and_a_strategy(gifti_run, tmp_path):
     """mask_file and min_coverage apply to the matrix's vertices as to the pair's."""
     bold = gifti_run["f32"]
     read = _gifti_read(bold, tmp_path / "read")
-    masks = _run(SurfaceMasker(in_file=bold), tmp_path / "mask").mask_file  # finite vertices
+    masks = run_in(SurfaceMasker(in_file=bold), tmp_path / "mask").mask_file  # finite vertices
     common = {"in_file": bold, "labels_file": gifti_run["labels"], "mask_file": masks,
               "strategy": "median", "min_coverage": 0.5}
-    direct = _run(SurfaceLabelsMasker(**common), tmp_path / "direct")
-    shared = _run(SurfaceLabelsMasker(masked_file=read.out_file, **common), tmp_path / "shared")
+    direct = run_in(SurfaceLabelsMasker(**common), tmp_path / "direct")
+    shared = run_in(SurfaceLabelsMasker(masked_file=read.out_file, **common), tmp_path / "shared")
     _assert_same_outputs(direct, shared, read.in_file_sha256)
 
 
@@ -216,14 +204,14 @@ def test_gifti_maskers_with_a_vertex_mask_and_a_strategy(gifti_run, tmp_path):
 def test_cifti_maskers_give_the_same_bytes_from_the_matrix(cifti_run, tables, tmp_path,
                                                            cleaning):
     bold = cifti_run["bold"]
-    read = _run(CiftiMasker(in_file=bold), tmp_path / "read")
+    read = run_in(CiftiMasker(in_file=bold), tmp_path / "read")
     options = _cleaning(cleaning, tables)
     for interface, atlas in ((CiftiLabelsMasker, {"labels_file": cifti_run["labels"],
                                                   "write_ptseries": True}),
                              (CiftiMapsMasker, {"maps_file": cifti_run["maps"]})):
         common = {"in_file": bold, **atlas, **options}
-        direct = _run(interface(**common), tmp_path / f"direct_{interface.__name__}")
-        shared = _run(interface(masked_file=read.out_file, **common),
+        direct = run_in(interface(**common), tmp_path / f"direct_{interface.__name__}")
+        shared = run_in(interface(masked_file=read.out_file, **common),
                       tmp_path / f"shared_{interface.__name__}")
         _assert_same_outputs(direct, shared, read.in_file_sha256)
         if interface is CiftiLabelsMasker:
@@ -235,11 +223,11 @@ def test_cifti_integer_run_comes_back_in_its_own_dtype(cifti_run, tmp_path):
     axis = nib.load(cifti_run["bold"]).header.get_axis(1)
     data = np.round(series(N_VOLUMES, len(axis), seed=9) / 10).astype(np.int16)
     bold = str(save_dtseries(tmp_path / "sub-03_task-rest_bold.dtseries.nii", data, axis))
-    read = _run(CiftiMasker(in_file=bold), tmp_path / "read")
+    read = run_in(CiftiMasker(in_file=bold), tmp_path / "read")
     assert np.load(read.out_file).dtype == np.float64
     common = {"in_file": bold, "maps_file": cifti_run["maps"], "detrend": True}
-    direct = _run(CiftiMapsMasker(**common), tmp_path / "direct")
-    shared = _run(CiftiMapsMasker(masked_file=read.out_file, **common), tmp_path / "shared")
+    direct = run_in(CiftiMapsMasker(**common), tmp_path / "direct")
+    shared = run_in(CiftiMapsMasker(masked_file=read.out_file, **common), tmp_path / "shared")
     _assert_same_outputs(direct, shared, read.in_file_sha256)
 
 
@@ -254,20 +242,20 @@ def test_a_matrix_that_is_not_the_pair_is_refused(gifti_run, tmp_path):
         inputs = {"in_file": bold, "labels_file": gifti_run["labels"],
                   "masked_file": read.out_file, **inputs}
         with pytest.raises(ValueError, match=match):
-            _run(SurfaceLabelsMasker(**inputs), tmp_path / "refused")
+            run_in(SurfaceLabelsMasker(**inputs), tmp_path / "refused")
 
     refused("masked_file: read from .*hemi-L.*not from in_file", in_file=gifti_run["i32"])
     refused("masked_file: read from", in_file=list(reversed(bold)))
-    cleaned = _run(SurfaceMasker(in_file=bold, all_vertices=True, detrend=True),
+    cleaned = run_in(SurfaceMasker(in_file=bold, all_vertices=True, detrend=True),
                    tmp_path / "cleaned")
     refused("masked_file: cleaned rows", masked_file=cleaned.out_file)
-    some = _run(SurfaceMasker(in_file=bold, all_vertices=True, volumes="0:5"),
+    some = run_in(SurfaceMasker(in_file=bold, all_vertices=True, volumes="0:5"),
                 tmp_path / "some")
     refused("masked_file: a selection of volumes", masked_file=some.out_file)
-    computed = _run(SurfaceMasker(in_file=bold), tmp_path / "computed")  # NaN vertices out
+    computed = run_in(SurfaceMasker(in_file=bold), tmp_path / "computed")  # NaN vertices out
     refused(r"masked_file: 108 of the pair's 110 vertices .*all_vertices=True",
             masked_file=computed.out_file)
-    narrow = _run(SurfaceMasker(in_file=gifti_run["i32"], all_vertices=True),
+    narrow = run_in(SurfaceMasker(in_file=gifti_run["i32"], all_vertices=True),
                   tmp_path / "narrow")  # float32 of an int32 pair (read in float64)
     refused(r"masked_file: float32 values, in_file holds float64; .*dtype='auto'",
             in_file=gifti_run["i32"], masked_file=narrow.out_file)
@@ -278,13 +266,13 @@ def test_a_matrix_that_is_not_the_pair_is_refused(gifti_run, tmp_path):
 
 def test_a_matrix_that_is_not_the_cifti_run_is_refused(cifti_run, gifti_run, tmp_path):
     bold = cifti_run["bold"]
-    read = _run(CiftiMasker(in_file=bold), tmp_path / "read")
+    read = run_in(CiftiMasker(in_file=bold), tmp_path / "read")
 
     def refused(match, **inputs):
         inputs = {"in_file": bold, "labels_file": cifti_run["labels"],
                   "masked_file": read.out_file, **inputs}
         with pytest.raises(ValueError, match=match):
-            _run(CiftiLabelsMasker(**inputs), tmp_path / "refused")
+            run_in(CiftiLabelsMasker(**inputs), tmp_path / "refused")
 
     refused("masked_file: read from sub-01.*not from in_file sub-02.*rerun its CiftiMasker",
             in_file=cifti_run["other"])
