@@ -265,7 +265,7 @@ def stream_rows(
     work_dtype = compute_dtype(img)
     grid_shape = target.shape if target is not None else tuple(img.shape[:3])
     needed = gathered_box(gather, grid_shape) if sigma is not None and gather.size else None
-    process = _VolumeToRow(img.affine, gather, target, sigma, needed, clip_range,
+    process = VolumeToRow(img.affine, gather, target, sigma, needed, clip_range,
                            observed_range is not None, reduce_row, keep_unsmoothed)
     if target is None and needed is None:
         # gathering is cheap: more threads would only wait for the decompression
@@ -286,8 +286,9 @@ def stream_rows(
     warn_nonfinite(name, nonfinite_voxels, nonfinite_values)
 
 
-class _VolumeToRow:
-    """One volume -> its gathered row: finite check, resample, smooth, gather.
+class VolumeToRow:
+    """One volume -> its gathered row: finite check, resample, smooth, gather (the work of
+    :func:`stream_rows` on each volume; also a one-pass mask's, in the voxel masker).
 
     Thread-safe: each thread gets its own resampling buffer; what is counted (non-finite
     values, the observed range) is returned with the row for the caller to add up.

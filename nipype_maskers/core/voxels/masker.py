@@ -8,7 +8,6 @@ of the preallocated output, so peak memory is the output matrix plus a few volum
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -29,7 +28,7 @@ from ..io.images import (
 )
 from ..io.streaming import (
     Grid,
-    _VolumeToRow,
+    VolumeToRow,
     blas_threads,
     check_threads,
     data_range,
@@ -38,8 +37,7 @@ from ..io.streaming import (
     prefaulted_empty,
     stream_rows,
 )
-from ..io.volumes import iter_volumes
-from ..io.volumes import resolve_volumes
+from ..io.volumes import iter_volumes, resolve_volumes
 from ..signal.cleaning import clean
 from ..spatial.masking import (
     MaskError,
@@ -251,7 +249,9 @@ def mask_volumes(
         raise ValueError("volumes: the selection is empty; select at least one volume")
     clean_args = select_clean_args(clean_args, indices, n_volumes(img))
     mean = None
+    # (a single volume's "mean" is that volume in its own dtype: mean_volume's own case)
     if (mask is None and not mask_strategy.endswith("-template") and len(img.shape) == 4
+            and not (img.shape[3] == 1 and indices.size == 1)
             and target_affine is None and target_shape is None):
         once = _mask_in_one_pass(img, indices, mask_strategy, mask_args, fwhm, out_dtype,
                                  name=name, n_threads=n_threads,
@@ -342,7 +342,7 @@ def _candidate_voxels(img, first: int, strategy: str, mask_args, *, name: str
 class _MeanAndRow:
     """One volume -> (a copy for the mean, in the data's own dtype; its gathered row)."""
 
-    def __init__(self, work_dtype: np.dtype, to_row: _VolumeToRow) -> None:
+    def __init__(self, work_dtype: np.dtype, to_row: VolumeToRow) -> None:
         self.work_dtype, self.to_row = work_dtype, to_row
 
     def __call__(self, volume: NDArray):
@@ -368,16 +368,17 @@ def _mask_in_one_pass(img, indices: NDArray[np.intp], strategy: str, mask_args, 
     place), one volume per thread.
     """
     candidates = _candidate_voxels(img, int(indices.min()), strategy, mask_args, name=name)
-    natural = natural_dtype(img)
-    accumulate = np.dtype(np.float32) if natural == np.float32 else np.dtype(np.float64)
-    total = np.zeros(img.shape[:3], dtype=accumulate, order="F")
     if candidates is None:
         return mean_volume(img, indices, name=name, n_threads=n_threads)
+    natural = natural_dtype(img)
+    # mean_volume's accumulator: the same sums in the same order, the same mean
+    accumulate = np.dtype(np.float32) if natural == np.float32 else np.dtype(np.float64)
+    total = np.zeros(img.shape[:3], dtype=accumulate, order="F")
     gather = flat_indices(candidates)
     sigma = fwhm_to_sigma(fwhm, img.affine) if fwhm is not None else None
     needed = gathered_box(gather, img.shape[:3]) if sigma is not None else None
     work = compute_dtype(img)
-    process = _MeanAndRow(work, _VolumeToRow(img.affine, gather, None, sigma, needed, None,
+    process = _MeanAndRow(work, VolumeToRow(img.affine, gather, None, sigma, needed, None,
                                               False, None, keep_unsmoothed))
     rows = prefaulted_empty((indices.size, gather.size), work)
     before = prefaulted_empty(rows.shape, work) if keep_unsmoothed else None
