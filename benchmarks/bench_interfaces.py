@@ -4,11 +4,12 @@ Usage::
 
     python benchmarks/bench_interfaces.py [--volumes 100] [--repeat 3] [--ours-only]
                                           [--cases epi,labels,maps,spheres,clean,memory]
-                                          [--blas-threads N]
+                                          [--num-threads N] [--blas-threads N]
 
 On the synthetic MNI 2 mm float32 ``.nii.gz`` (``common.bold_file``), each case runs as a
 user would: nilearn's masker ``fit_transform`` against our interface's ``.run()`` in a fresh
-work directory, its output files written. Every run is a fresh process (imports untimed); the
+work directory, its output files written, with ``num_threads`` = the CPUs (at most 4;
+``--num-threads``). Every run is a fresh process (imports untimed); the
 two sides alternate (nilearn, ours, nilearn, ours, ...) and the median of ``--repeat`` runs is
 kept. The cases: EPI mask + apply; labels (400 Voronoi regions) with one ISA-L decompression
 of the same file run alongside as the floor; maps (64 Gaussian blobs); spheres (264 Power 2011
