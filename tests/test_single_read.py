@@ -236,16 +236,18 @@ def _run_workflow(workflow, base_dir):
 
 @pytest.mark.parametrize("fwhm", [None, 4.0])
 def test_the_workflow_decompresses_each_run_once(fmriprep_run, tmp_path, monkeypatch, fwhm):
-    """Denoised BOLD + three atlases + the QC's raw signals from one read (with smoothing,
-    the atlases' smoothed rows and the denoised BOLD's unsmoothed ones), with the same
-    outputs as the branches that read the run each (compared byte for byte)."""
+    """Denoised BOLD + three atlases + the QC's raw signals + the report's summary from one
+    read (with smoothing, the atlases' smoothed rows and the others' unsmoothed ones), with
+    the same outputs as the branches that read the run each (compared byte for byte, the
+    HTML report included)."""
     outputs = {}
     for read_once in (True, False):
         counts = _count_volume_reads(monkeypatch)
         workflow = init_maskers_wf(
             output_dir=tmp_path / f"out{read_once}", bold_shape=fmriprep_run["shape"],
             labels=fmriprep_run["labels"], clean_args={"standardize": "zscore_sample"},
-            smoothing_fwhm=fwhm, connectivity=["correlation"], name="maskers_wf")
+            smoothing_fwhm=fwhm, connectivity=["correlation"], report=True,
+            name="maskers_wf")
         if not read_once:  # the per-branch workflow of before: no read_bold, no masked_file
             workflow.remove_nodes([workflow.get_node("read_bold")])
         assert ("read_bold" in workflow.list_node_names()) is read_once
@@ -254,10 +256,11 @@ def test_the_workflow_decompresses_each_run_once(fmriprep_run, tmp_path, monkeyp
         workflow.inputs.inputnode.confounds_file = str(fmriprep_run["confounds"])
         _run_workflow(workflow, tmp_path / f"work{read_once}")
         reads = counts.get(fmriprep_run["bold"].name)
-        assert reads == (20 if read_once else 20 * 5)  # BOLD, 3 atlases, raw signals
+        # BOLD, 3 atlases, the QC's raw signals, the report's summary
+        assert reads == (20 if read_once else 20 * 6)
         outputs[read_once] = {p.relative_to(tmp_path / f"out{read_once}"): p
                               for p in (tmp_path / f"out{read_once}").rglob("*")
-                              if p.is_file() and p.suffix in (".tsv", ".gz")}
+                              if p.is_file() and p.suffix in (".tsv", ".gz", ".html")}
     assert outputs[True].keys() == outputs[False].keys()
     assert len(outputs[True]) >= 3 * 2 + 3
     for name, path in outputs[True].items():
@@ -305,3 +308,28 @@ def test_the_rows_before_smoothing_come_from_the_same_read(run_files, tmp_path, 
                                          "without cleaning"):
         run_in(NiftiMasker(in_file=bold, smoothing_fwhm=5.0, keep_unsmoothed=True, detrend=True,
                          **mask), tmp_path / "refused")
+
+
+@pytest.mark.parametrize("kind", ["f32", "i16", "f64"])
+def test_the_report_summary_comes_from_the_same_read(run_files, tmp_path, kind):
+    """NiftiMasker's mean_file is the report's mean image, bit for bit; SummarizeBold given
+    the matrix and that mean reads no volume and gives the same carpet."""
+    from nipype_maskers.interfaces.reports import SummarizeBold
+
+    bold = str(run_files[kind])
+    read = run_in(NiftiMasker(in_file=bold, mask_strategy="epi", dtype="auto",
+                              mean_image=True), tmp_path / "read")
+    direct = run_in(SummarizeBold(in_file=bold, mask_file=read.mask_file), tmp_path / "direct")
+    np.testing.assert_array_equal(nib.load(read.mean_file).get_fdata(dtype=np.float32),
+                                  nib.load(direct.mean_file).get_fdata(dtype=np.float32))
+    shared = run_in(SummarizeBold(in_file=bold, mask_file=read.mask_file,
+                                  masked_file=read.out_file, mean_file=read.mean_file),
+                    tmp_path / "shared")
+    assert shared.mean_file == read.mean_file
+    np.testing.assert_array_equal(np.load(shared.carpet_file), np.load(direct.carpet_file))
+    smoothed = run_in(NiftiMasker(in_file=bold, mask_file=read.mask_file, smoothing_fwhm=4.0,
+                                  dtype="auto"), tmp_path / "smoothed")
+    with pytest.raises(ValueError, match="masked_file was smoothed"):
+        run_in(SummarizeBold(in_file=bold, mask_file=read.mask_file,
+                             masked_file=smoothed.out_file, mean_file=read.mean_file),
+               tmp_path / "refused")

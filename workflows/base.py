@@ -273,12 +273,13 @@ def init_maskers_wf(
     matrix_smoothing = smoothing_fwhm if n_atlases else None
     n_readers = n_atlases + bool(connectivity) + denoised_bold
     read_bold = None
-    if mask_strategy != "fmriprep" or n_readers > 1:
+    # the report's summary (mean image, carpet) reads the run too
+    if mask_strategy != "fmriprep" or n_readers + report > 1:
         read_bold = read_bold_node(
             mask_strategy=None if mask_strategy == "fmriprep" else mask_strategy,
             mask_args=mask_args, smoothing_fwhm=matrix_smoothing,
-            keep_unsmoothed=bool(matrix_smoothing and denoised_bold), bold_shape=bold_shape,
-            omp_nthreads=omp_nthreads)
+            keep_unsmoothed=bool(matrix_smoothing and (denoised_bold or report)),
+            mean_image=report, bold_shape=bold_shape, omp_nthreads=omp_nthreads)
         workflow.connect(inputnode, "bold_file", read_bold, "in_file")
         if mask_strategy == "fmriprep":
             workflow.connect(inputnode, "mask_file", read_bold, "mask_file")
@@ -293,6 +294,7 @@ def init_maskers_wf(
     # step on 2 threads ran them one after the other: 8.7 s instead of 6.6 for 3 atlases)
     step_threads = (omp_nthreads if read_bold is None
                     else max(1, omp_nthreads // max(1, n_readers)))
+    unsmoothed_matrix = (read_bold, "unsmoothed_file" if matrix_smoothing else "out_file")
 
     confounds = None
     if use_confounds:
@@ -319,8 +321,7 @@ def init_maskers_wf(
             (mask_source[0], clean_image, [(mask_source[1], "mask_file")]),
         ])  # fmt:skip
         if read_bold is not None:
-            workflow.connect(read_bold, "unsmoothed_file" if matrix_smoothing else "out_file",
-                             clean_image, "masked_file")
+            workflow.connect(*unsmoothed_matrix, clean_image, "masked_file")
         if confounds is not None:
             workflow.connect([(confounds, clean_image, [
                 ("out_file", "confounds_file"), ("sample_mask_file", "sample_mask_file")])])
@@ -398,6 +399,12 @@ def init_maskers_wf(
                                     ("confounds_file", "inputnode.fd_file")]),
             (mask_source[0], report_wf, [(mask_source[1], "inputnode.mask_file")]),
         ])  # fmt:skip
+        if read_bold is not None:  # the summary from the run's one read
+            workflow.connect([
+                (unsmoothed_matrix[0], report_wf, [(unsmoothed_matrix[1],
+                                                    "inputnode.masked_file")]),
+                (read_bold, report_wf, [("mean_file", "inputnode.mean_file")]),
+            ])  # fmt:skip
         if confounds is not None:
             workflow.connect([(confounds, report_wf, [
                 ("out_file", "inputnode.regressors_file"),

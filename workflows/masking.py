@@ -15,7 +15,8 @@ from .resources import estimate_mem_gb
 
 def read_bold_node(*, mask_strategy: str | None = None, mask_args: dict[str, Any] | None = None,
                    smoothing_fwhm: float | None = None, keep_unsmoothed: bool = False,
-                   bold_shape=None, omp_nthreads: int = 1, name: str = "read_bold") -> pe.Node:
+                   mean_image: bool = False, bold_shape=None, omp_nthreads: int = 1,
+                   name: str = "read_bold") -> pe.Node:
     """The run read once: a NiftiMasker node whose matrix the later steps take as
     ``masked_file`` instead of decompressing the run again.
 
@@ -24,9 +25,10 @@ def read_bold_node(*, mask_strategy: str | None = None, mask_args: dict[str, Any
     matrix, uncompressed ``.npy``: volumes x brain voxels in float32, about 275 MB for 300
     volumes of an MNI 2 mm brain, in the node's folder of the work dir), ``mask_file`` and
     ``in_file_sha256``; with ``smoothing_fwhm`` and ``keep_unsmoothed``, ``unsmoothed_file``
-    (the rows before smoothing, from the same read: twice the disk).
+    (the rows before smoothing, from the same read: twice the disk); with ``mean_image``,
+    ``mean_file`` (the run's mean, for the report).
     """
-    masker = NiftiMasker(dtype="auto")
+    masker = NiftiMasker(dtype="auto", mean_image=mean_image)
     if mask_strategy is not None:
         masker.inputs.mask_strategy = mask_strategy
         if mask_args:

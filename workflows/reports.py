@@ -24,7 +24,7 @@ from .timeseries import LabelsAtlas, MapsAtlas, SpheresAtlas
 MEM_GB = 0.5
 INPUT_FIELDS = ["bold_file", "mask_file", "mask_strategy", "regressors_file",
                 "sample_mask_file", "fd_file", "timeseries_files", "regions_files",
-                "parameters"]
+                "parameters", "masked_file", "mean_file"]
 
 
 def atlas_report_nodes(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtlas] = (),
@@ -52,7 +52,9 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
     """The visual report of one run: ``..._report.html``, self-contained.
 
     The run is read once (``summarize_bold``: its mean image and sampled voxel time series);
-    every reportlet works from that.
+    every reportlet works from that. Given the run's unsmoothed matrix and mean image from
+    the workflow's own read (``masked_file``, ``mean_file``: NiftiMasker with
+    ``mean_image``), ``summarize_bold`` reads no volume.
 
     Workflow Graph
         .. code-block:: text
@@ -77,6 +79,8 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
     ------
     bold_file, mask_file
         The run and the mask used.
+    masked_file, mean_file
+        Optional, together: the run already read (unsmoothed, in ``mask_file``) and its mean.
     mask_strategy
         How the mask was made (written on the mask report); optional.
     regressors_file, sample_mask_file
@@ -113,7 +117,8 @@ def init_report_wf(*, labels: Sequence[LabelsAtlas] = (), maps: Sequence[MapsAtl
         add_connectivity_reportlet(workflow, inputnode, merge, n_reportlets + 1)
     run_report = pe.Node(RunReport(), name="run_report")
     workflow.connect([
-        (inputnode, summarize, [("bold_file", "in_file"), ("mask_file", "mask_file")]),
+        (inputnode, summarize, [("bold_file", "in_file"), ("mask_file", "mask_file"),
+                                ("masked_file", "masked_file"), ("mean_file", "mean_file")]),
         (inputnode, report_mask, [("mask_file", "mask_file"),
                                   ("mask_strategy", "mask_strategy")]),
         (summarize, report_mask, [("mean_file", "in_file")]),

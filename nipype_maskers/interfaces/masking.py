@@ -12,7 +12,7 @@ from nipype.interfaces.base import (
 )
 
 from ..core.io.hashing import hash_reads
-from ..core.io.images import compute_dtype, load_img, n_volumes
+from ..core.io.images import compute_dtype, load_img, mean_image, n_volumes
 from ..core.spatial import masking
 from ..core.voxels import masker as nifti_masker
 from ..files import save_nifti
@@ -100,6 +100,10 @@ class _NiftiMaskerInputSpec(MaskersInputSpec, MaskArgsSpecMixin, GridSpecMixin, 
         False, usedefault=True,
         desc="with smoothing_fwhm: also write the rows before smoothing (unsmoothed_file), "
         "from the same read, for the steps that take the run unsmoothed (no cleaning)")
+    mean_image = traits.Bool(
+        False, usedefault=True,
+        desc="also write the volumes' mean image (mean_file), from the same read: the "
+        "report's summary (SummarizeBold) then reads no volume")
 
 
 class _NiftiMaskerOutputSpec(TraitedSpec):
@@ -116,6 +120,8 @@ class _NiftiMaskerOutputSpec(TraitedSpec):
     )
     unsmoothed_file = File(desc="keep_unsmoothed: out_file's rows before smoothing (.npy, "
                            "described as out_file is)")
+    mean_file = File(desc="mean_image: the mean over the volumes (float32 NIfTI, in_file's "
+                     "grid)")
 
 
 class NiftiMasker(SimpleInterface):
@@ -159,6 +165,7 @@ class NiftiMasker(SimpleInterface):
                 clean_args=clean_args,
                 n_threads=self.inputs.num_threads,
                 keep_unsmoothed=self.inputs.keep_unsmoothed,
+                mean_image=self.inputs.mean_image,
             )
         source = self.inputs.in_file
         self._results["t_r"] = provenance.get("RepetitionTime")
@@ -175,6 +182,11 @@ class NiftiMasker(SimpleInterface):
                  "resampled": target_affine is not None or target_shape is not None}
         self._results["out_file"] = str(save_masked_matrix(
             result.signals, signals_out, smoothing_fwhm=smoothing, **facts))
+        if result.mean is not None:
+            self._results["mean_file"] = str(save_nifti(
+                mean_image(result.mean, img), output_path(source, runtime.cwd, desc="mean",
+                                                          suffix="boldref",
+                                                          extension=".nii.gz")))
         if result.unsmoothed is not None:
             self._results["unsmoothed_file"] = str(save_masked_matrix(
                 result.unsmoothed, output_path(source, runtime.cwd, desc="unsmoothed",

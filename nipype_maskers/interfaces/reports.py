@@ -27,11 +27,12 @@ from nipype.interfaces.base import (
 
 from ..core.io.images import load_img
 from ..core.io.tables import read_table
+from ..core.spatial.masking import load_mask
 from ..core.regions.spheres import read_seeds
 from ..files import save_nifti, write_bytes, write_text
 from ..reporting import require_matplotlib
 from .base import MaskersInputSpec, defined, header_t_r, read_sample_mask
-from .io import output_path, read_matrix, save_npy, split_ext
+from .io import output_path, read_masked_run, read_matrix, save_npy, split_ext
 from .regions import REGIONS_COLUMNS, read_signals
 
 _FD_COLUMN = "framewise_displacement"
@@ -59,6 +60,12 @@ class _SummarizeBoldInputSpec(MaskersInputSpec):
     mask_file = File(exists=True, mandatory=True, desc="its brain mask (the run's grid)")
     max_voxels = traits.Range(1, value=600, usedefault=True,
                               desc="voxels sampled (evenly, in file order) for the carpet plot")
+    masked_file = File(exists=True, requires=["mean_file"],
+                       desc="the run already read: NiftiMasker's unsmoothed out_file of "
+                       "in_file in mask_file; with mean_file, no volume is read again (the "
+                       "carpet's non-finite values are then 0, as the maskers read them)")
+    mean_file = File(exists=True, requires=["masked_file"],
+                     desc="NiftiMasker's mean_file of the same read (mean_image=True)")
 
 
 class _SummarizeBoldOutputSpec(TraitedSpec):
@@ -74,17 +81,27 @@ class SummarizeBold(SimpleInterface):
     output_spec = _SummarizeBoldOutputSpec
 
     def _run_interface(self, runtime):
-        from ..reporting.carpet import summarize_bold
+        from ..reporting.carpet import carpet_from_rows, summarize_bold
 
         img = load_img(self.inputs.in_file, name="in_file", ndim=4)
-        summary = summarize_bold(img, self.inputs.mask_file, max_voxels=self.inputs.max_voxels)
         source = self.inputs.in_file
-        mean = output_path(source, runtime.cwd, desc="mean", suffix="boldref",
-                           extension=".nii.gz")
         carpet = output_path(source, runtime.cwd, desc="carpet", suffix="timeseries",
                              extension=".npy")
-        self._results["mean_file"] = str(save_nifti(summary.mean, mean))
-        self._results["carpet_file"] = str(save_npy(summary.carpet, carpet))
+        if isdefined(self.inputs.masked_file):
+            run, _ = read_masked_run(self.inputs.masked_file, source)
+            run.check_source(img)
+            run.check_smoothing(None)
+            mask, _ = load_mask(self.inputs.mask_file, name="mask_file")
+            rows, _ = carpet_from_rows(run, mask, self.inputs.max_voxels)
+            self._results["mean_file"] = self.inputs.mean_file
+            self._results["carpet_file"] = str(save_npy(rows, carpet))
+        else:
+            summary = summarize_bold(img, self.inputs.mask_file,
+                                     max_voxels=self.inputs.max_voxels)
+            mean = output_path(source, runtime.cwd, desc="mean", suffix="boldref",
+                               extension=".nii.gz")
+            self._results["mean_file"] = str(save_nifti(summary.mean, mean))
+            self._results["carpet_file"] = str(save_npy(summary.carpet, carpet))
         self._results["t_r"] = header_t_r(img)
         return runtime
 

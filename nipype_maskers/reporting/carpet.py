@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
 
-from ..core.io.images import ImageLike, load_img, n_volumes, same_grid
+from ..core.io.images import ImageLike, load_img, mean_image, n_volumes, same_grid
 from ..core.io.volumes import iter_volumes
 from .figures import FIG_WIDTH, Format, check_format, new_figure, save
 
@@ -78,11 +78,18 @@ def summarize_bold(img: ImageLike, mask: ImageLike, *, max_voxels: int = MAX_VOX
         total += volume
         carpet[positions] = volume.ravel(order="F")[voxels]
     mean = (total / n_volumes(img)).astype(np.float32)
-    header = img.header.copy() if isinstance(img, nib.Nifti1Image) else None
-    mean_img = nib.Nifti1Image(mean, img.affine, header)
-    mean_img.header.set_data_dtype(np.float32)
-    mean_img.header.set_slope_inter(None, None)
-    return BoldSummary(mean_img, carpet, voxels)
+    return BoldSummary(mean_image(mean, img), carpet, voxels)
+
+
+def carpet_from_rows(run, mask_data: NDArray[np.bool_], max_voxels: int = MAX_VOXELS
+                     ) -> tuple[NDArray[np.float32], NDArray[np.intp]]:
+    """The carpet's sampled voxels, from a run already read (a
+    :class:`~nipype_maskers.core.voxels.masked_run.MaskedRun` in ``mask_data``, unsmoothed):
+    the same voxels and values as :func:`summarize_bold` but for non-finite values, which the
+    masked rows hold as 0 (the maskers' rule)."""
+    voxels = sample_voxels(mask_data, max_voxels)
+    rows = run.take(np.arange(run.n_volumes), run.columns(voxels, what="masked_file"))
+    return rows.astype(np.float32, copy=False), voxels
 
 
 def zscore_columns(matrix: NDArray) -> NDArray[np.float32]:

@@ -277,3 +277,12 @@ def new_img_like(ref: SpatialImage | None, data: NDArray, affine: NDArray | None
             pass
     klass = nib.Nifti1Image if ref.__class__ is nib.Nifti1Pair else ref.__class__
     return klass(data, affine, header=header)
+
+
+def mean_image(mean: NDArray, img: SpatialImage) -> nib.Nifti1Image:
+    """A run's mean over time (3D) as a float32 image with the run's header, unscaled."""
+    header = img.header.copy() if isinstance(img, nib.Nifti1Image) else None
+    mean_img = nib.Nifti1Image(np.asarray(mean, dtype=np.float32), img.affine, header)
+    mean_img.header.set_data_dtype(np.float32)
+    mean_img.header.set_slope_inter(None, None)
+    return mean_img

@@ -221,6 +221,7 @@ def stream_rows(
     name: str = "in_file",
     reduce_row: Callable[[NDArray], NDArray] | None = None,
     keep_unsmoothed: bool = False,
+    keep_volume: bool = False,
 ) -> Iterator[tuple[NDArray[np.intp], NDArray]]:
     """Yield, per distinct selected volume, its rows' positions and its gathered voxel values.
 
@@ -251,9 +252,10 @@ def stream_rows(
         Applied to each gathered row (shape (1, n_voxels)) in the thread that gathered it;
         its result (first row) is yielded instead of the row. A reduction per volume then
         runs beside the reading instead of after it.
-    keep_unsmoothed : bool
-        With ``sigma``, yield ``(smoothed row, unsmoothed row)`` for each volume: the same
-        voxels before and after the smoothing, from one read.
+    keep_unsmoothed, keep_volume : bool
+        Yield ``(row, unsmoothed row or None, volume or None)`` for each volume instead of the
+        row: with ``sigma``, the same voxels before the smoothing; the whole input volume in
+        float32 as read (non-finite values kept), e.g. for a mean image; from the same read.
 
     Yields
     ------
@@ -266,7 +268,8 @@ def stream_rows(
     grid_shape = target.shape if target is not None else tuple(img.shape[:3])
     needed = gathered_box(gather, grid_shape) if sigma is not None and gather.size else None
     process = VolumeToRow(img.affine, gather, target, sigma, needed, clip_range,
-                           observed_range is not None, reduce_row, keep_unsmoothed)
+                          observed_range is not None, reduce_row, keep_unsmoothed,
+                          keep_volume)
     if target is None and needed is None:
         # gathering is cheap: more threads would only wait for the decompression
         n_threads = min(n_threads, 2)
@@ -295,7 +298,7 @@ class VolumeToRow:
     """
 
     def __init__(self, affine, gather, target, sigma, needed, clip_range, observe,
-                 reduce_row=None, keep_unsmoothed=False):
+                 reduce_row=None, keep_unsmoothed=False, keep_volume=False):
         from ..spatial.resampling import resample_volume
         from ..spatial.smoothing import smooth_volume
 
@@ -303,10 +306,12 @@ class VolumeToRow:
         self.sigma, self.needed, self.clip_range = sigma, needed, clip_range
         self.observe, self.reduce_row = observe, reduce_row
         self.keep_unsmoothed = keep_unsmoothed and sigma is not None
+        self.keep_volume = keep_volume
         self._resample, self._smooth = resample_volume, smooth_volume
         self._local = threading.local()
 
     def __call__(self, volume: NDArray):
+        kept = volume.astype(np.float32, order="F") if self.keep_volume else None
         observed = finite_range(volume) if self.observe else None
         if self.target is not None:
             buffer = getattr(self._local, "buffer", None)
@@ -325,7 +330,7 @@ class VolumeToRow:
                       if self.keep_unsmoothed else None)
         if self.sigma is not None and self.needed is not None:
             self._smooth(volume, self.sigma, self.needed)
-        if self.reduce_row is not None and unsmoothed is None:
+        if self.reduce_row is not None and unsmoothed is None and kept is None:
             # the row is reduced here and dropped: one buffer per thread, not one per volume
             gathered = getattr(self._local, "row", None)
             if gathered is None:
@@ -333,7 +338,7 @@ class VolumeToRow:
             volume.reshape(-1, order="F").take(self.gather, out=gathered[0])
             return self.reduce_row(gathered)[0], observed, nonfinite
         row = volume.reshape(-1, order="F").take(self.gather)
-        if unsmoothed is not None:
-            return (row, unsmoothed), observed, nonfinite
+        if self.keep_unsmoothed or self.keep_volume:
+            return (row, unsmoothed, kept), observed, nonfinite
         return row, observed, nonfinite
 

@@ -61,6 +61,7 @@ class MaskedSignals(NamedTuple):
     mask: nib.Nifti1Image     #: the mask actually used, on the output grid
     volumes: NDArray[np.intp]  #: the indices of the input volumes, one per row
     unsmoothed: NDArray | None = None  #: ``signals`` before smoothing (``keep_unsmoothed``)
+    mean: NDArray | None = None  #: the volumes' mean image, float32 (``mean_image``)
 
 
 def check_dtype(dtype: DTypeLike, *, name: str = "dtype") -> np.dtype:
@@ -180,6 +181,7 @@ def mask_volumes(
     name: str = "in_file",
     n_threads: int | None = None,
     keep_unsmoothed: bool = False,
+    mean_image: bool = False,
 ) -> MaskedSignals:
     """NiftiMasker's ``fit_transform``: volumes to masked (and cleaned) rows.
 
@@ -215,6 +217,10 @@ def mask_volumes(
         With ``smoothing_fwhm`` (and neither target grid nor ``clean_args``), also return
         the rows before smoothing (``unsmoothed``), from the same read: for a run that some
         steps take smoothed and others not.
+    mean_image : bool
+        Also return the selected volumes' mean image (``mean``: float32, the sum of the
+        float32 volumes in float64, as the report's summary computes it) from the same read.
+        Not with a target grid.
 
     Returns
     -------
@@ -244,6 +250,9 @@ def mask_volumes(
                             or target_shape is not None):
         raise ValueError("keep_unsmoothed: the rows before smoothing are kept without "
                          "cleaning or target grid; expected neither")
+    if mean_image and (target_affine is not None or target_shape is not None):
+        raise ValueError("mean_image: the mean image is on in_file's grid; expected no "
+                         "target grid")
     indices = resolve_volumes(volumes, n_volumes(img), name="volumes")
     if indices.size == 0:
         raise ValueError("volumes: the selection is empty; select at least one volume")
@@ -255,7 +264,7 @@ def mask_volumes(
             and target_affine is None and target_shape is None):
         once = _mask_in_one_pass(img, indices, mask_strategy, mask_args, fwhm, out_dtype,
                                  name=name, n_threads=n_threads,
-                                 keep_unsmoothed=keep_unsmoothed)
+                                 keep_unsmoothed=keep_unsmoothed, mean_image=mean_image)
         if isinstance(once, MaskedSignals):
             return _cleaned(once, clean_args, n_threads)
         mean = once  # the mask reached beyond the gathered voxels: a second pass
@@ -283,20 +292,32 @@ def mask_volumes(
     clip_at_end = grid is not None and clip_range is None
     observed = [np.inf, -np.inf]
     unsmoothed = (prefaulted_empty(signals.shape, out_dtype) if keep_unsmoothed else None)
+    total = np.zeros(img.shape[:3], dtype=np.float64, order="F") if mean_image else None
     for positions, row in stream_rows(img, indices, flat_indices(binary), target=grid,
                                       sigma=sigma, clip_range=clip_range,
                                       observed_range=observed if clip_at_end else None,
                                       n_threads=n_threads, name=name,
-                                      keep_unsmoothed=keep_unsmoothed):
-        if unsmoothed is not None:
-            row, before = row
-            unsmoothed[positions] = before
+                                      keep_unsmoothed=keep_unsmoothed,
+                                      keep_volume=mean_image):
+        if keep_unsmoothed or mean_image:
+            row, before, volume = row
+            if unsmoothed is not None:
+                unsmoothed[positions] = before
+            if total is not None:
+                total += volume  # once per volume read, in file order
         for position in positions:
             signals[position] = row
     if clip_at_end:
         np.clip(signals, min(observed[0], 0), max(observed[1], 0), out=signals)
-    return _cleaned(MaskedSignals(signals, mask_img, indices, unsmoothed), clean_args,
-                    n_threads)
+    return _cleaned(MaskedSignals(signals, mask_img, indices, unsmoothed,
+                                  _mean_image(total, indices)), clean_args, n_threads)
+
+
+def _mean_image(total: NDArray | None, indices: NDArray[np.intp]) -> NDArray | None:
+    """The mean of the volumes read (each distinct volume once), float32."""
+    if total is None:
+        return None
+    return (total / np.unique(indices).size).astype(np.float32)
 
 
 def _cleaned(masked: MaskedSignals, clean_args: dict[str, Any] | None, n_threads: int
@@ -355,7 +376,8 @@ class _MeanAndRow:
 
 def _mask_in_one_pass(img, indices: NDArray[np.intp], strategy: str, mask_args, fwhm,
                       out_dtype: np.dtype, *, name: str, n_threads: int,
-                      keep_unsmoothed: bool = False) -> MaskedSignals | MeanVolume:
+                      keep_unsmoothed: bool = False, mean_image: bool = False
+                      ) -> MaskedSignals | MeanVolume:
     """A mask computed from the run's mean, and the masked rows, from one decompression.
 
     The mask needs the mean of every volume before a voxel can be chosen. So the pass that
@@ -378,8 +400,12 @@ def _mask_in_one_pass(img, indices: NDArray[np.intp], strategy: str, mask_args, 
     sigma = fwhm_to_sigma(fwhm, img.affine) if fwhm is not None else None
     needed = gathered_box(gather, img.shape[:3]) if sigma is not None else None
     work = compute_dtype(img)
+    # VolumeToRow keeps (mean_image) the float32 copy of each volume as read: the report's
+    # mean image, summed in float64 (not mean_volume's sum, which the mask needs)
     process = _MeanAndRow(work, VolumeToRow(img.affine, gather, None, sigma, needed, None,
-                                              False, None, keep_unsmoothed))
+                                             False, None, keep_unsmoothed, mean_image))
+    report_total = (np.zeros(img.shape[:3], dtype=np.float64, order="F") if mean_image
+                    else None)
     rows = prefaulted_empty((indices.size, gather.size), work)
     before = prefaulted_empty(rows.shape, work) if keep_unsmoothed else None
     nonfinite_voxels = np.zeros(img.shape[:3], dtype=bool)
@@ -387,9 +413,12 @@ def _mask_in_one_pass(img, indices: NDArray[np.intp], strategy: str, mask_args, 
     with blas_threads(1):
         for positions, (for_mean, row, nonfinite) in map_volumes(
                 img, indices, process, dtype=natural, n_threads=n_threads, name=name):
-            if before is not None:
-                row, unsmoothed_row = row
-                before[positions] = unsmoothed_row
+            if keep_unsmoothed or mean_image:
+                row, unsmoothed_row, volume = row
+                if before is not None:
+                    before[positions] = unsmoothed_row
+                if report_total is not None:
+                    report_total += volume
             for position in positions:
                 total += for_mean
                 rows[position] = row
@@ -407,7 +436,8 @@ def _mask_in_one_pass(img, indices: NDArray[np.intp], strategy: str, mask_args, 
         return mean
     warn_nonfinite(name, nonfinite_voxels, nonfinite_values)
     return MaskedSignals(_keep_columns(rows, columns, out_dtype), mask_img, indices,
-                         None if before is None else _keep_columns(before, columns, out_dtype))
+                         None if before is None else _keep_columns(before, columns, out_dtype),
+                         _mean_image(report_total, indices))
 
 
 def _keep_columns(rows: NDArray, columns: NDArray[np.intp], dtype: np.dtype) -> NDArray:
