@@ -11,6 +11,7 @@ from nipype_maskers.interfaces.masking import ComputeMask, NiftiMasker, Unmask
 
 from .nodes import heavy_node
 from .resources import estimate_mem_gb
+from .shape import DEFAULT_BOLD_SHAPE
 
 
 def read_bold_node(*, mask_strategy: str | None = None, mask_args: dict[str, Any] | None = None,
@@ -36,7 +37,7 @@ def read_bold_node(*, mask_strategy: str | None = None, mask_args: dict[str, Any
     if smoothing_fwhm:
         masker.inputs.smoothing_fwhm = float(smoothing_fwhm)
         masker.inputs.keep_unsmoothed = keep_unsmoothed
-    shape = bold_shape if bold_shape is not None else (97, 115, 97, 300)
+    shape = bold_shape if bold_shape is not None else DEFAULT_BOLD_SHAPE
     memory = estimate_mem_gb("nifti_masker", shape)
     if smoothing_fwhm and keep_unsmoothed:  # a second matrix
         memory += estimate_mem_gb("nifti_masker", shape) - estimate_mem_gb("mask", shape)

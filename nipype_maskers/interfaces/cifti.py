@@ -10,7 +10,6 @@ volume region maskers do, with the kept vertex and subcortical voxel counts of e
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +102,7 @@ class _CiftiMasker(SimpleInterface):
                   "min_coverage": defined(self.inputs.min_coverage),
                   "drop_empty": self.inputs.drop_empty, "data": data}
         # hashed from the maskers' own read; the matrix has the digest from its own read
-        with nullcontext() if data is not None else hash_reads(self.inputs.in_file) as digest:
+        with hash_reads(self.inputs.in_file, known=masked_sha256) as digest:
             found = self._extract(img, common)
         result = found.regions
         signals, volumes = result.signals, result.volumes
@@ -131,7 +130,7 @@ class _CiftiMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
-        self._results["in_file_sha256"] = masked_sha256 or digest.hexdigest()
+        self._results["in_file_sha256"] = digest.hexdigest()
         return runtime
 
     def _ptseries(self, found, signals, t_r):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable, Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -362,9 +361,9 @@ class CleanImage(SimpleInterface):
             )
         masked, masked_sha256 = (read_masked_run(self.inputs.masked_file, self.inputs.in_file)
                                  if isdefined(self.inputs.masked_file) else (None, None))
-        # hashed as it is streamed; the masked rows' sidecar has it from their own read
-        with nullcontext() if masked else hash_reads(
-                self.inputs.in_file, background=self.inputs.num_threads > 1) as digest:
+        # hashed as it is streamed; the masked rows know it from their own read
+        with hash_reads(self.inputs.in_file, background=self.inputs.num_threads > 1,
+                        known=masked_sha256) as digest:
             cleaned = image_cleaning.clean_masked(img, self.inputs.mask_file, clean_args=args,
                                                   dtype=self.inputs.dtype,
                                                   n_threads=self.inputs.num_threads,
@@ -372,7 +371,7 @@ class CleanImage(SimpleInterface):
         out = output_path(self.inputs.in_file, runtime.cwd, desc="clean", extension=".nii.gz")
         header, volumes = _output_volumes(cleaned, args, n_volumes(img), self.inputs.censored)
         self._results["out_file"] = str(save_nifti_volumes(header, volumes, out))
-        self._results["in_file_sha256"] = masked_sha256 or digest.hexdigest()
+        self._results["in_file_sha256"] = digest.hexdigest()
         t_r = provenance.get("RepetitionTime")
         if t_r is not None:
             self._results["t_r"] = float(t_r)

@@ -8,7 +8,6 @@ regions: the same columns for every subject processed with one atlas) and ``regi
 from __future__ import annotations
 
 import warnings
-from contextlib import nullcontext
 
 import numpy as np
 from nipype.interfaces.base import File, SimpleInterface, TraitedSpec, isdefined, traits
@@ -89,9 +88,9 @@ class _RegionMasker(SimpleInterface):
             "clean_args": clean_args,
             "n_threads": self.inputs.num_threads,
         }
-        # hashed as it is streamed; the masked rows' sidecar has it from their own read
-        with nullcontext() if masked else hash_reads(
-                self.inputs.in_file, background=self.inputs.num_threads > 1) as digest:
+        # hashed as it is streamed; the masked rows know it from their own read
+        with hash_reads(self.inputs.in_file, background=self.inputs.num_threads > 1,
+                        known=masked_sha256) as digest:
             result = self._extract(img, common)
         signals, volumes = result.signals, result.volumes
         if self.inputs.censored == "nan":
@@ -114,7 +113,7 @@ class _RegionMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
-        self._results["in_file_sha256"] = masked_sha256 or digest.hexdigest()
+        self._results["in_file_sha256"] = digest.hexdigest()
         return runtime
 
 

@@ -73,10 +73,13 @@ class _SurfaceOutputSpec(TraitedSpec):
     )
 
 
-def _hash_pair(stack: ExitStack, paths) -> list:
+def _hash_pair(stack: ExitStack, paths, known: list[str] | None = None) -> list:
     """A :func:`~..core.io.hashing.hash_reads` digest per file of the pair, fed by the stream
-    that reads it (a file nibabel loads instead is read again at ``hexdigest``)."""
-    return [stack.enter_context(hash_reads(path)) for path in paths]
+    that reads it (a file nibabel loads instead is read again at ``hexdigest``); ``known``:
+    the pair's digests already known (from the read that made its matrix)."""
+    known = known or [None] * len(paths)
+    return [stack.enter_context(hash_reads(path, known=digest))
+            for path, digest in zip(paths, known, strict=True)]
 
 
 def _open_series(inputs):
@@ -223,8 +226,8 @@ class _SurfaceRegionMasker(SimpleInterface):
     def _run_interface(self, runtime):
         rows, masked_digests = _masked_pair(self.inputs)
         with ExitStack() as stack:
-            # hashed as it is streamed; the matrix has the digests from its own read
-            digests = [] if rows is not None else _hash_pair(stack, self.inputs.in_file)
+            # hashed as it is streamed; the matrix knows them from its own read
+            digests = _hash_pair(stack, self.inputs.in_file, known=masked_digests)
             series, clean_args, provenance = _open_series(self.inputs)
             if rows is not None:  # only the headers (first data arrays) were decoded
                 stack.callback(series.close)
@@ -259,8 +262,7 @@ class _SurfaceRegionMasker(SimpleInterface):
         self._results["t_r"] = provenance.get("RepetitionTime")
         self._results["t_r_source"] = provenance.get("RepetitionTimeSource", "")
         self._results["volumes"] = [int(v) for v in volumes]
-        self._results["in_file_sha256"] = (masked_digests
-                                           or [digest.hexdigest() for digest in digests])
+        self._results["in_file_sha256"] = [digest.hexdigest() for digest in digests]
         return runtime
 
 

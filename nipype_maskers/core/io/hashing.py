@@ -95,6 +95,11 @@ class StreamDigest:
             self._hasher.join()
             self._pending = self._hasher = None
 
+    def stop(self) -> None:
+        """End the background hashing, if any (the digest can still be completed after)."""
+        with self._lock:
+            self._drain()
+
     def hexdigest(self) -> str:
         """The file's SHA-256 (hex), after hashing the bytes no reader took (read once).
 
@@ -165,15 +170,22 @@ class _HashingReader(io.RawIOBase):
 
 
 @contextmanager
-def hash_reads(path: str | os.PathLike, *, background: bool = False
-               ) -> Iterator[StreamDigest]:
+def hash_reads(path: str | os.PathLike, *, background: bool = False,
+               known: str | None = None) -> Iterator[StreamDigest]:
     """Hash ``path`` with the bytes its readers take inside the block.
 
     Yields a :class:`StreamDigest`; its :meth:`~StreamDigest.hexdigest` (called after the
     block, or at its end) is ``hashlib.sha256`` of the whole file. Only readers opened with
     :func:`open_binary` feed it (the streaming readers of :mod:`.volumes` do).
     ``background``: hash in a thread of its own (for a step that may use more than one CPU).
+    ``known``: the digest is known already (from the read that made a matrix of the file):
+    it is given back as it is, and nothing is hashed.
     """
+    if known is not None:
+        digest = StreamDigest(path)
+        digest._hex = str(known)
+        yield digest
+        return
     digest = StreamDigest(path, background=background)
     key = os.path.realpath(path)
     with _WATCHED_LOCK:
@@ -181,9 +193,7 @@ def hash_reads(path: str | os.PathLike, *, background: bool = False
     try:
         yield digest
     finally:
-        if digest._hasher is not None and digest._hex is None:
-            with digest._lock:  # never leave the thread behind
-                digest._drain()
+        digest.stop()  # never leave a hashing thread behind
         with _WATCHED_LOCK:
             watchers = _WATCHED[key]
             watchers.remove(digest)

@@ -105,15 +105,21 @@ def read_data(img: SpatialImage, *, name: str = "in_file") -> NDArray:
     Read with this module's streaming reader: a ``.nii.gz`` decompressed by ISA-L when
     installed, about twice as fast as nibabel's zlib (a 64-map MNI 2 mm atlas: 0.3 s less).
     """
-    dtype = natural_dtype(img)
     if len(img.shape) == 3 or not _streamable(img):
         return np.asanyarray(img.dataobj)
+    return _volumes_array(img, np.arange(n_volumes(img)), natural_dtype(img), name)
+
+
+def _volumes_array(img: SpatialImage, indices: NDArray[np.intp], dtype: np.dtype, name: str
+                   ) -> NDArray:
+    """The selected volumes as one 4D Fortran-ordered array, one volume per index."""
     from .streaming import prefaulted_empty  # (streaming imports this module)
 
-    # Fortran order, its pages mapped up front (hundreds of MB for a probabilistic atlas)
-    data = prefaulted_empty(tuple(img.shape)[::-1], dtype).T
-    for positions, volume in iter_volumes(img, dtype=dtype, name=name):
-        data[..., positions[0]] = volume
+    # its pages mapped up front: hundreds of MB for a probabilistic atlas
+    data = prefaulted_empty((len(indices), *img.shape[:3][::-1]), dtype).T
+    for positions, volume in iter_volumes(img, indices, dtype=dtype, name=name):
+        for position in positions:
+            data[..., position] = volume
     return data
 
 
@@ -124,11 +130,7 @@ def index_img(img: ImageLike, index) -> nib.Nifti1Image:
     """
     img = load_img(img, name="img")
     indices = resolve_volumes(index, n_volumes(img), name="index")
-    dtype = natural_dtype(img)
-    data = np.empty(img.shape[:3] + (len(indices),), dtype=dtype, order="F")
-    for positions, volume in iter_volumes(img, indices, dtype=dtype):
-        for position in positions:
-            data[..., position] = volume
+    data = _volumes_array(img, indices, natural_dtype(img), "img")
     if isinstance(index, (int, np.integer)):
         data = data[..., 0]
     return new_img_like(img, data)

@@ -346,7 +346,7 @@ def labels_signals(
             centred = np.repeat(reduced, sizes, axis=1)
             np.subtract(centred, arr, out=centred)
             np.multiply(centred, centred, out=centred)
-            reduced = np.add.reduceat(centred, starts, axis=1)
+            reduced = _rows_reduceat(np.add, centred, starts)
             reduced /= sizes
             if strategy == "standard_deviation":
                 np.sqrt(reduced, out=reduced)

@@ -133,31 +133,26 @@ def _extract(img, indices, voxel_index, reduce: Callable[[NDArray], NDArray], n_
              masked: MaskedRun | None = None, per_volume: bool = False) -> NDArray:
     """Stream the volumes, gather ``voxel_index``, reduce blocks of rows to region values.
 
-    ``per_volume``: ``reduce`` takes one row at a time, in the threads that read (for a
-    reduction as heavy as the gathering: it then runs beside the decompression). With
-    ``masked``, the rows are its rows at the voxels' columns, reduced in the same groups.
+    ``per_volume``: ``reduce`` works row by row (each row's values its own), so it runs on
+    each volume in the threads that read, beside the decompression. With ``masked``, the
+    blocks are its rows at the voxels' columns, in a streaming pass's groups.
     """
     n_threads = check_threads(n_threads)
+    out = np.empty((indices.size, n_columns), dtype=out_dtype)
     if masked is not None:
-        out = np.empty((indices.size, n_columns), dtype=out_dtype)
         for positions, block in masked.blocks(indices, masked.columns(voxel_index), _BLOCK_ROWS):
-            values = (np.concatenate([reduce(row[np.newaxis]) for row in block])
-                      if per_volume else reduce(block))
+            values = reduce(block)
             for i, rows in enumerate(positions):
                 out[rows] = values[i]
         return out
+    clip_range = (data_range(img, indices, name=name, n_threads=n_threads)
+                  if grids.data_target is not None else None)
     if per_volume:
-        out = np.empty((indices.size, n_columns), dtype=out_dtype)
-        clip_range = (data_range(img, indices, name=name, n_threads=n_threads)
-                      if grids.data_target is not None else None)
         for rows, values in stream_rows(img, indices, voxel_index, target=grids.data_target,
                                         sigma=sigma, clip_range=clip_range,
                                         n_threads=n_threads, name=name, reduce_row=reduce):
             out[rows] = values
         return out
-    clip_range = (data_range(img, indices, name=name, n_threads=n_threads)
-                  if grids.data_target is not None else None)
-    out = np.empty((indices.size, n_columns), dtype=out_dtype)
     block = None
     positions: list[NDArray[np.intp]] = []
 

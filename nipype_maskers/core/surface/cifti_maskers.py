@@ -106,13 +106,18 @@ def _kept_series(data: NDArray, columns: NDArray[np.intp], rows: NDArray[np.intp
         # a matrix in memory (CiftiMasker's, from series_from_rows): gathered row by row,
         # already (rows, columns); the same values as from the file's series
         series = data[:, columns] if rows is None else data[np.ix_(rows, columns)]
-        kept = np.isfinite(series).all(axis=0) & (series != 0).any(axis=0)
+        kept = _kept(series, axis=0)
         return (series[:, kept] if not kept.all() else series), kept
     series = np.asarray(data.T[columns])  # one contiguous series per grayordinate
     if rows is not None:
         series = series[:, rows]
-    kept = np.isfinite(series).all(axis=1) & (series != 0).any(axis=1)
+    kept = _kept(series, axis=1)
     return _transposed(series[kept] if not kept.all() else series), kept
+
+
+def _kept(series: NDArray, axis: int) -> NDArray[np.bool_]:
+    """XCP-D's rule for the grayordinates' series along ``axis``: all finite, not all 0."""
+    return np.isfinite(series).all(axis=axis) & (series != 0).any(axis=axis)
 
 
 def _transposed(series: NDArray, tile: int = 256, *, out: NDArray | None = None) -> NDArray:

@@ -400,10 +400,10 @@ def _mask_in_one_pass(img, indices: NDArray[np.intp], strategy: str, mask_args, 
     sigma = fwhm_to_sigma(fwhm, img.affine) if fwhm is not None else None
     needed = gathered_box(gather, img.shape[:3]) if sigma is not None else None
     work = compute_dtype(img)
-    # VolumeToRow keeps (mean_image) the float32 copy of each volume as read: the report's
-    # mean image, summed in float64 (not mean_volume's sum, which the mask needs)
     process = _MeanAndRow(work, VolumeToRow(img.affine, gather, None, sigma, needed, None,
-                                             False, None, keep_unsmoothed, mean_image))
+                                             False, None, keep_unsmoothed))
+    # the report's mean image: the volumes in float32, summed in float64 (mean_volume's sum,
+    # which the mask needs, is in the data's own precision)
     report_total = (np.zeros(img.shape[:3], dtype=np.float64, order="F") if mean_image
                     else None)
     rows = prefaulted_empty((indices.size, gather.size), work)
@@ -413,12 +413,11 @@ def _mask_in_one_pass(img, indices: NDArray[np.intp], strategy: str, mask_args, 
     with blas_threads(1):
         for positions, (for_mean, row, nonfinite) in map_volumes(
                 img, indices, process, dtype=natural, n_threads=n_threads, name=name):
-            if keep_unsmoothed or mean_image:
-                row, unsmoothed_row, volume = row
-                if before is not None:
-                    before[positions] = unsmoothed_row
-                if report_total is not None:
-                    report_total += volume
+            if before is not None:
+                row, unsmoothed_row, _ = row
+                before[positions] = unsmoothed_row
+            if report_total is not None:
+                report_total += for_mean.astype(np.float32, copy=False)
             for position in positions:
                 total += for_mean
                 rows[position] = row
